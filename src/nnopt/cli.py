@@ -1,0 +1,204 @@
+"""The ``nnopt`` command: run, validate, list, explain, report, sweep.
+
+Errors caused by input print one line (``nnopt: error: ...``) and exit 2; ``--debug`` shows the
+traceback of unexpected failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from nnopt.errors import NnoptError
+
+EXIT_INPUT, EXIT_INTERNAL = 2, 1
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    line = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w)  # noqa: E731
+                               for i, (c, w) in enumerate(zip(r, widths)))
+    return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
+
+
+def _results_table(labels: list[str], metrics: list[dict[str, float]]) -> str:
+    from nnopt.report.render import fmt, metric_columns
+
+    cols = metric_columns(metrics)
+    return _table(["stage"] + cols, [[lab] + [fmt(c, m.get(c)) for c in cols]
+                                     for lab, m in zip(labels, metrics)])
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from nnopt.recipe import load_recipe
+    from nnopt.runner import run_recipe
+
+    resolved = load_recipe(args.recipe, args.set)
+    out = Path(args.out or Path("runs") / resolved.recipe.name)
+    report = run_recipe(resolved, out, progress=not args.quiet)
+    print(_results_table([s.name for s in report.stages], [s.metrics for s in report.stages]))
+    print(f"\nreport: {out / 'report.html'}  (also report.md, results.json, figures/, models/)")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from nnopt.recipe import load_recipe
+
+    r = load_recipe(args.recipe, args.set)
+    stages = ", ".join(f"{s.name} ({s.step})" for s in r.stages) or "none (measure only)"
+    print(f"ok: {args.recipe}: data {r.data.name}, model {r.model.name}, "
+          f"{len(r.recipe.targets)} target(s), stages: {stages}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from nnopt.registry import REGISTRIES
+
+    kinds = [args.kind.rstrip("s")] if args.kind else list(REGISTRIES)
+    for kind in kinds:
+        reg = REGISTRIES[kind]
+        print(f"{kind}s:")
+        for e in reg.entries():
+            print(f"  {e.name:<16} {e.summary}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from pydantic_core import PydanticUndefined
+
+    from nnopt.registry import find
+
+    e = find(args.name)
+    print(f"{e.kind} '{e.name}'\n")
+    print(e.doc or "(no description)")
+    if e.meta.get("produces"):
+        print(f"\nproduces: {', '.join(e.meta['produces'])}")
+    if e.config is not None:
+        rows = []
+        for fname, f in e.config.model_fields.items():
+            if fname == "name":
+                continue
+            if f.default is not PydanticUndefined:
+                default = repr(f.default)
+            elif f.default_factory is not None:
+                default = repr(f.default_factory())
+            else:
+                default = "(required)"
+            ann = getattr(f.annotation, "__name__", None) or str(f.annotation)
+            rows.append([fname, ann.replace("typing.", ""), default, f.description or ""])
+        if rows:
+            print("\nfields:")
+            print(_table(["field", "type", "default", "description"], rows))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from nnopt.fileio import StagedFolder
+    from nnopt.report import load_report, write_comparison
+
+    reports = [(str(d), load_report(d)) for d in args.dirs]
+    with StagedFolder(args.out, "comparison.json") as staging:
+        write_comparison(reports, staging)
+    labels = [f"{run}/{s.name}" for run, r in reports for s in r.stages]
+    print(_results_table(labels, [s.metrics for _, r in reports for s in r.stages]))
+    print(f"\nreport: {Path(args.out) / 'report.html'}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from nnopt.search.executors import get_executor
+    from nnopt.search.sweep import run_sweep
+
+    def show(res: Any) -> None:
+        state = "skipped (done)" if res.skipped else ("ok" if res.ok else f"FAILED: {res.error}")
+        print(f"variant {res.name}: {state}", file=sys.stderr)
+
+    results = run_sweep(args.recipe, args.grid, args.out, get_executor(args.executor),
+                        overrides=args.set, resume=args.resume, on_result=show)
+    ok = [r for r in results if r.ok]
+    if ok:
+        print(_results_table([r.name for r in ok], [r.metrics for r in ok]))
+    print(f"\nreport: {Path(args.out) / 'report.html'}")
+    failed = len(results) - len(ok)
+    if failed:
+        print(f"nnopt: error: {failed} of {len(results)} variants failed (see the report)",
+              file=sys.stderr)
+        return EXIT_INPUT
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from nnopt import __version__
+
+    p = argparse.ArgumentParser(prog="nnopt", description="Optimize neural networks and "
+                                "measure what each change did.")
+    p.add_argument("--version", action="version", version=f"nnopt {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_set(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe value, e.g. --set stages.train.epochs=1")
+
+    sp = sub.add_parser("run", help="run a recipe and write its report")
+    sp.add_argument("recipe")
+    sp.add_argument("--out", help="output folder (default: runs/<recipe name>)")
+    sp.add_argument("--quiet", action="store_true", help="no progress bars")
+    with_set(sp)
+    sp.set_defaults(fn=cmd_run)
+
+    sp = sub.add_parser("validate", help="check a recipe without running anything")
+    sp.add_argument("recipe")
+    with_set(sp)
+    sp.set_defaults(fn=cmd_validate)
+
+    sp = sub.add_parser("list", help="list registered steps, models, datasets and metrics")
+    sp.add_argument("kind", nargs="?", choices=["steps", "models", "datasets", "metrics"])
+    sp.set_defaults(fn=cmd_list)
+
+    sp = sub.add_parser("explain", help="describe a step, model, dataset or metric")
+    sp.add_argument("name")
+    sp.set_defaults(fn=cmd_explain)
+
+    sp = sub.add_parser("report", help="merge several run folders into one comparison report")
+    sp.add_argument("dirs", nargs="+", metavar="DIR")
+    sp.add_argument("--out", required=True)
+    sp.set_defaults(fn=cmd_report)
+
+    sp = sub.add_parser("sweep", help="run a recipe over a grid of values, one combined report")
+    sp.add_argument("recipe")
+    sp.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--executor", default="local", help="where variants run (default: local)")
+    sp.add_argument("--resume", action="store_true", help="skip variants that already finished")
+    with_set(sp)
+    sp.set_defaults(fn=cmd_sweep)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="nnopt: %(message)s")
+    try:
+        return int(args.fn(args) or 0)
+    except NnoptError as exc:
+        print(f"nnopt: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("nnopt: interrupted; no partial output was kept", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001
+        if args.debug:
+            traceback.print_exc()
+        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        print(f"nnopt: internal error: {last} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""Datasets as in-memory tensors with fixed-seed train/val/test splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from nnopt.errors import DataError
+from nnopt.recipe import Strict
+
+
+class DataConfig(Strict):
+    """Options every dataset shares: which one, how to split, how much to use."""
+
+    name: str
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0,
+                                description="share of the training set held out for validation")
+    limit: int | None = Field(None, ge=1, description="use at most this many training examples")
+    eval_limit: int | None = Field(None, ge=1,
+                                   description="use at most this many val and test examples")
+    split_seed: int = Field(0, description="seed of the train/val split and of the subsets")
+
+
+@dataclass
+class Split:
+    """Inputs in [0, 1] (or the dataset's natural scale) and integer labels."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def take(self, idx: torch.Tensor | np.ndarray) -> Split:
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return Split(self.x[idx], self.y[idx])
+
+
+@dataclass
+class DataSplits:
+    """A dataset ready to train on: three splits and what a model needs to know about them."""
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    class_names: list[str] = field(default_factory=list)
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.x.shape[1:])
+
+    def summary(self) -> dict[str, object]:
+        return {"name": self.name, "train": len(self.train), "val": len(self.val),
+                "test": len(self.test), "input_shape": list(self.input_shape),
+                "num_classes": self.num_classes}
+
+
+def channel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of inputs shaped (N, C, ...)."""
+    dims = [0] + list(range(2, x.dim()))
+    mean = x.float().mean(dim=dims)
+    std = x.float().std(dim=dims).clamp_min(1e-6)
+    return mean.tolist(), std.tolist()
+
+
+def make_splits(name: str, cfg: DataConfig, x_train: np.ndarray | torch.Tensor,
+                y_train: np.ndarray | torch.Tensor, x_test: np.ndarray | torch.Tensor,
+                y_test: np.ndarray | torch.Tensor, *, class_names: list[str] | None = None,
+                x_val: np.ndarray | torch.Tensor | None = None,
+                y_val: np.ndarray | torch.Tensor | None = None,
+                num_classes: int | None = None) -> DataSplits:
+    """Hold out a seeded validation share of the training set (unless given), apply limits."""
+    xt, yt = torch.as_tensor(np.asarray(x_train), dtype=torch.float32), _labels(y_train)
+    test = Split(torch.as_tensor(np.asarray(x_test), dtype=torch.float32), _labels(y_test))
+    if len(xt) != len(yt) or len(test.x) != len(test.y):
+        raise DataError(f"dataset '{name}': inputs and labels have different lengths")
+    if len(yt) < 2 or len(test) < 1:
+        raise DataError(f"dataset '{name}': too few examples (train {len(yt)}, test {len(test)})")
+    gen = torch.Generator().manual_seed(cfg.split_seed)
+    if x_val is not None and y_val is not None:
+        train = Split(xt, yt)
+        val = Split(torch.as_tensor(np.asarray(x_val), dtype=torch.float32), _labels(y_val))
+    else:
+        perm = torch.randperm(len(yt), generator=gen)
+        n_val = int(round(cfg.val_fraction * len(yt)))
+        if cfg.val_fraction > 0:
+            n_val = max(1, n_val)
+        train = Split(xt[perm[n_val:]], yt[perm[n_val:]])
+        val = Split(xt[perm[:n_val]], yt[perm[:n_val]])
+    if cfg.limit is not None and cfg.limit < len(train):
+        train = train.take(torch.randperm(len(train), generator=gen)[: cfg.limit])
+    if cfg.eval_limit is not None:
+        if cfg.eval_limit < len(val):
+            val = val.take(torch.randperm(len(val), generator=gen)[: cfg.eval_limit])
+        if cfg.eval_limit < len(test):
+            test = test.take(torch.randperm(len(test), generator=gen)[: cfg.eval_limit])
+    n_cls = num_classes or int(max(train.y.max(), test.y.max())) + 1
+    mean, std = channel_stats(train.x)
+    return DataSplits(name=name, train=train, val=val, test=test, num_classes=n_cls,
+                      class_names=class_names or [str(i) for i in range(n_cls)],
+                      mean=mean, std=std)
+
+
+def _labels(y: np.ndarray | torch.Tensor) -> torch.Tensor:
+    y = torch.as_tensor(np.asarray(y))
+    if y.dim() != 1:
+        raise DataError(f"labels must be a 1-D array of class indices, got shape {tuple(y.shape)}")
+    if y.dtype.is_floating_point and not torch.equal(y, y.round()):
+        raise DataError("labels must be integer class indices, got fractional values")
+    return y.long()

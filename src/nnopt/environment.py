@@ -1,0 +1,39 @@
+"""What a result was measured on: versions, CPU model, threads, GPU."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, Any]:
+    """Versions and hardware, as recorded in results.json."""
+    import numpy
+    import torch
+
+    from nnopt import __version__
+
+    try:
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = None
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"nnopt": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "onnxruntime": ort_version, "numpy": numpy.__version__, "platform": platform.platform(),
+            "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "gpu": gpu, "executable": sys.executable}

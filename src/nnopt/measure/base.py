@@ -1,0 +1,42 @@
+"""Measurement: what a metric sees of one stage (its model, data, targets, saved file)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nnopt.data.base import DataSplits
+from nnopt.recipe import Target
+
+
+@dataclass
+class Measurement:
+    """One stage's model under measurement; test-set logits are computed once and shared."""
+
+    model: nn.Module
+    data: DataSplits
+    targets: list[Target]
+    work_dir: Path
+    weights_path: Path | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def logits(self) -> torch.Tensor:
+        from nnopt.train.fit import predict
+
+        return predict(self.model, self.data.test.x)
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self.data.test.y
+
+    def example(self, batch_size: int) -> torch.Tensor:
+        """A batch of real test inputs of the requested size (repeated if the split is small)."""
+        x = self.data.test.x
+        reps = -(-batch_size // len(x))
+        return x.repeat(reps, *([1] * (x.dim() - 1)))[:batch_size].contiguous()

@@ -1,0 +1,119 @@
+"""Size and compute: parameters, non-zeros, file sizes, MACs and peak inference memory."""
+
+from __future__ import annotations
+
+import contextlib
+import lzma
+import os
+import sys
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from nnopt.measure.base import Measurement
+from nnopt.registry import METRICS
+
+COMPRESSOR = "xz (lzma preset 9)"
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_nonzero(model: nn.Module) -> int:
+    return sum(int(torch.count_nonzero(p).item()) for p in model.parameters())
+
+
+@torch.inference_mode()
+def count_macs(model: nn.Module, example: torch.Tensor) -> int:
+    """Multiply-accumulates of one forward pass on ``example``, from PyTorch's FLOP counter."""
+    was = model.training
+    model.eval()
+    try:
+        with FlopCounterMode(display=False) as counter:
+            model(example)
+    finally:
+        model.train(was)
+    return counter.get_total_flops() // 2
+
+
+@torch.inference_mode()
+def peak_forward_bytes(model: nn.Module, example: torch.Tensor) -> int:
+    """Peak bytes the CPU allocator holds for activations during one forward pass.
+
+    Summed from the profiler's allocation and free events in time order (weights, allocated
+    before, are not included).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    model.eval()
+    model(example)
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU],
+                                            profile_memory=True) as prof:
+        model(example)
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    current = peak = 0
+    for e in sorted(events, key=lambda e: e.start_ns()):
+        current += e.nbytes()
+        peak = max(peak, current)
+    return peak
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Silence file descriptor 2 for a block: the profiler's C++ side logs start/stop lines."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@METRICS.register("params", produces=["params"])
+def params(m: Measurement) -> dict[str, float]:
+    """Number of parameters (zeros included)."""
+    return {"params": count_params(m.model)}
+
+
+@METRICS.register("nonzero_params", produces=["nonzero_params"])
+def nonzero_params(m: Measurement) -> dict[str, float]:
+    """Number of parameters that are not exactly zero."""
+    return {"nonzero_params": count_nonzero(m.model)}
+
+
+@METRICS.register("size", produces=["size_bytes"])
+def size(m: Measurement) -> dict[str, float]:
+    """Size in bytes of the stage's saved safetensors file."""
+    if m.weights_path is None or not m.weights_path.is_file():
+        return {}
+    return {"size_bytes": m.weights_path.stat().st_size}
+
+
+@METRICS.register("compressed_size", produces=["compressed_size_bytes"])
+def compressed_size(m: Measurement) -> dict[str, float]:
+    """Size in bytes of the saved safetensors file after xz compression (lzma preset 9)."""
+    if m.weights_path is None or not m.weights_path.is_file():
+        return {}
+    blob = lzma.compress(m.weights_path.read_bytes(), preset=9)
+    m.details["compressor"] = COMPRESSOR
+    return {"compressed_size_bytes": len(blob)}
+
+
+@METRICS.register("macs", produces=["macs"])
+def macs(m: Measurement) -> dict[str, float]:
+    """Multiply-accumulates for one input, counted by torch.utils.flop_counter (FLOPs / 2)."""
+    return {"macs": count_macs(m.model, m.example(1))}
+
+
+@METRICS.register("peak_memory", produces=["peak_memory_bytes"])
+def peak_memory(m: Measurement) -> dict[str, float]:
+    """Weights plus peak activation bytes of one forward pass at the first target's batch size."""
+    batch = m.targets[0].batch_size if m.targets else 1
+    weights = sum(t.numel() * t.element_size() for t in m.model.state_dict().values())
+    return {"peak_memory_bytes": weights + peak_forward_bytes(m.model, m.example(batch))}

@@ -1,0 +1,73 @@
+"""Latency measured on each target's runtime: warm-up, many timed calls, median and spread.
+
+Never inferred from MACs. Timing uses ``time.perf_counter_ns`` around single calls with the
+garbage collector paused; the median is the figure, p10/p90 the spread.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nnopt.measure.base import Measurement
+from nnopt.measure.runtimes import export_onnx, onnx_runner, torch_runner, torch_threads
+from nnopt.recipe import Target
+from nnopt.registry import METRICS
+
+
+def time_calls(fn: Callable[[], object], *, warmup: int = 10, repeats: int = 50,
+               min_seconds: float = 0.5, max_repeats: int = 10_000) -> dict[str, float]:
+    """Call ``fn`` ``warmup`` times untimed, then at least ``repeats`` times and ``min_seconds``.
+
+    Returns median, p10, p90, mean and min in milliseconds, and the number of timed calls.
+    """
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        while len(times) < max_repeats and (
+                len(times) < repeats or time.perf_counter() - start < min_seconds):
+            t0 = time.perf_counter_ns()
+            fn()
+            times.append((time.perf_counter_ns() - t0) / 1e6)
+    finally:
+        if gc_was:
+            gc.enable()
+    q = statistics.quantiles(times, n=10, method="inclusive")
+    return {"median_ms": statistics.median(times), "p10_ms": q[0], "p90_ms": q[-1],
+            "mean_ms": statistics.fmean(times), "min_ms": min(times), "repeats": len(times)}
+
+
+def measure_target(m: Measurement, target: Target) -> dict[str, Any]:
+    """Time the stage's model on one target; the record names runtime, threads and batch."""
+    example = m.example(target.batch_size)
+    with torch_threads(target.threads):
+        if target.runtime == "onnxruntime":
+            path = m.work_dir / "model.onnx"
+            if not path.is_file():
+                export_onnx(m.model, path, m.example(1))
+            fn = onnx_runner(path, example, target.threads)
+        else:
+            fn = torch_runner(m.model, example)
+        stats = time_calls(fn, warmup=target.warmup, repeats=target.repeats,
+                           min_seconds=target.min_seconds)
+    return {"runtime": target.runtime, "threads": target.threads,
+            "batch_size": target.batch_size, **stats}
+
+
+@METRICS.register("latency", produces=["latency_ms/<target>"])
+def latency(m: Measurement) -> dict[str, float]:
+    """Median latency in ms of one batch on each recipe target (details hold p10/p90, repeats)."""
+    out, details = {}, {}
+    for target in m.targets:
+        rec = measure_target(m, target)
+        details[target.name] = rec
+        out[f"latency_ms/{target.name}"] = rec["median_ms"]
+    m.details["latency"] = details
+    return out

@@ -1,0 +1,77 @@
+"""Runtimes a target can name: PyTorch eager and ONNX Runtime (CPU), each with its thread count."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from nnopt.errors import NnoptError
+
+RUNTIMES = ("torch", "onnxruntime")
+
+
+def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor,
+                opset: int = 17) -> Path:
+    """Export ``model`` to one self-contained ONNX file with a dynamic batch axis."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), str(path), dynamo=False, input_names=["input"],
+                          output_names=["logits"], opset_version=opset,
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    return path
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` intra-op threads, then restore the previous setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def ort_session(path: str | Path, threads: int):  # -> onnxruntime.InferenceSession
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def torch_runner(model: nn.Module, example: torch.Tensor) -> Callable[[], object]:
+    """A no-argument callable running one inference forward in eager PyTorch."""
+    model = model.eval()
+
+    def run() -> object:
+        with torch.inference_mode():
+            return model(example)
+
+    return run
+
+
+def onnx_runner(onnx_path: str | Path, example: torch.Tensor, threads: int
+                ) -> Callable[[], object]:
+    """A no-argument callable running one ONNX Runtime inference on ``example``."""
+    sess = ort_session(onnx_path, threads)
+    feed = {sess.get_inputs()[0].name: np.ascontiguousarray(example.numpy())}
+    return lambda: sess.run(None, feed)
+
+
+def check_runtime(name: str) -> None:
+    if name not in RUNTIMES:
+        raise NnoptError(f"unknown runtime '{name}'; valid choices: {', '.join(RUNTIMES)}")

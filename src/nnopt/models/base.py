@@ -1,0 +1,76 @@
+"""What every model shares: the config base, input normalisation inside the model, the builder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from nnopt.recipe import Strict
+from nnopt.registry import MODELS
+
+
+class ModelConfig(Strict):
+    """Options every model shares."""
+
+    name: str
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel, inside the model so attacks and exports see raw inputs."""
+
+    def __init__(self, mean: list[float], std: list[float], ndim: int) -> None:
+        super().__init__()
+        view = (1, len(mean)) + (1,) * max(ndim - 1, 0)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(view))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(view))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class NnoptModel(nn.Module):
+    """A registered network behind its input normalisation; ``spec`` rebuilds it without pickle."""
+
+    def __init__(self, net: nn.Module, normalize: Normalize | None, spec: dict[str, Any]) -> None:
+        super().__init__()
+        self.normalize = normalize if normalize is not None else nn.Identity()
+        self.net = net
+        self.spec = spec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))
+
+
+def build_model(cfg: ModelConfig, input_shape: tuple[int, ...] | list[int], num_classes: int,
+                mean: list[float] | None = None, std: list[float] | None = None) -> NnoptModel:
+    """Build a registered model for inputs of ``input_shape`` (C, ...) and ``num_classes``."""
+    entry = MODELS.get(cfg.name)
+    if entry.meta.get("loads"):  # a saved model brings its own normalisation and spec
+        return entry.fn(cfg, tuple(input_shape), num_classes)
+    net = entry.fn(cfg, tuple(input_shape), num_classes)
+    norm = Normalize(mean, std, len(input_shape) - 1) if mean and std else None
+    spec = {
+        "format": "nnopt-model",
+        "version": 1,
+        "model": cfg.model_dump(mode="json"),
+        "input_shape": list(input_shape),
+        "num_classes": num_classes,
+        "normalize": {"mean": list(mean), "std": list(std)} if norm is not None else None,
+    }
+    return NnoptModel(net, norm, spec)
+
+
+def activation(name: str) -> nn.Module:
+    return {"relu": nn.ReLU(), "gelu": nn.GELU(), "tanh": nn.Tanh(), "silu": nn.SiLU()}[name]
+
+
+def flat_features(body: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Number of features ``body`` produces for one input (found by a dry run)."""
+    with torch.no_grad():
+        return int(body(torch.zeros(1, *input_shape)).flatten(1).shape[1])
+
+
+Act = Field("relu", pattern="^(relu|gelu|tanh|silu)$", description="relu, gelu, tanh or silu")

@@ -1,0 +1,79 @@
+"""Save and reload models as safetensors weights plus a JSON spec; never through pickle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from nnopt.errors import ModelFileError, NnoptError
+from nnopt.fileio import atomic_write_bytes, atomic_write_json
+
+WEIGHTS, SPEC = "model.safetensors", "spec.json"
+
+
+def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict as independent contiguous tensors (safetensors refuses shared storage)."""
+    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def save_model(model: nn.Module, folder: str | Path) -> Path:
+    """Write ``folder/model.safetensors`` and ``folder/spec.json`` atomically; return the weights path."""
+    spec = getattr(model, "spec", None)
+    if not isinstance(spec, dict):
+        raise NnoptError("only models built by nnopt (with a spec) can be saved")
+    folder = Path(folder)
+    blob = st_save(state_tensors(model))
+    atomic_write_bytes(folder / WEIGHTS, blob)
+    atomic_write_json(folder / SPEC, {**spec, "weights_sha256": hashlib.sha256(blob).hexdigest()})
+    return folder / WEIGHTS
+
+
+def read_spec(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / SPEC
+    if not path.is_file():
+        raise ModelFileError(f"no saved model in {folder}: {SPEC} is missing")
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path} is corrupt: {exc}") from None
+    if not isinstance(spec, dict) or spec.get("format") != "nnopt-model":
+        raise ModelFileError(f"{path} is not an nnopt model spec")
+    return spec
+
+
+def load_model(folder: str | Path) -> nn.Module:
+    """Rebuild the model from its spec and load its safetensors weights (eval mode)."""
+    from nnopt.models.base import build_model
+    from nnopt.recipe import resolve  # noqa: F401  (registries)
+    from nnopt.registry import MODELS
+
+    folder = Path(folder)
+    spec = read_spec(folder)
+    path = folder / WEIGHTS
+    if not path.is_file():
+        raise ModelFileError(f"no saved model in {folder}: {WEIGHTS} is missing")
+    blob = path.read_bytes()
+    if spec.get("weights_sha256") not in (None, hashlib.sha256(blob).hexdigest()):
+        raise ModelFileError(f"{path} is corrupt: its SHA-256 does not match {SPEC}")
+    try:
+        tensors = st_load(blob)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"{path} is corrupt: {exc}") from None
+    try:
+        cfg = MODELS.get(spec["model"]["name"]).config.model_validate(spec["model"])
+        norm = spec.get("normalize") or {}
+        model = build_model(cfg, spec["input_shape"], spec["num_classes"],
+                            norm.get("mean"), norm.get("std"))
+        model.load_state_dict(tensors, strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{folder}: weights do not match the spec: {first}") from None
+    return model.eval()

@@ -1,0 +1,329 @@
+"""The recipe schema: YAML in, validated objects out, with ``--set key=value`` overrides.
+
+Errors name the bad key or value, where it is (file:line or the ``--set`` that made it) and the
+valid choices, with a "did you mean" when one is close.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from nnopt.errors import RecipeError, did_you_mean, unknown_choice
+from nnopt.registry import DATASETS, METRICS, MODELS, STEPS, Registry
+
+Loc = tuple[str | int, ...]
+
+DEFAULT_EVALUATE = ["accuracy", "nll", "params", "nonzero_params", "size", "compressed_size",
+                    "macs", "latency"]
+
+
+class Strict(BaseModel):
+    """Base for every config: unknown fields are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Target(Strict):
+    """Where the model will run; latency is measured here, never inferred from MACs."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    runtime: Literal["torch", "onnxruntime"] = "torch"
+    batch_size: int = Field(1, ge=1)
+    threads: int = Field(1, ge=1)
+    warmup: int = Field(10, ge=0, description="untimed calls before timing")
+    repeats: int = Field(50, ge=5, description="minimum timed calls")
+    min_seconds: float = Field(0.5, ge=0, description="keep timing until this much time passed")
+
+
+class StageSpec(BaseModel):
+    """One validated stage: the step's registered name, a unique stage name and its config."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    step: str
+    name: str
+    config: Any
+
+
+class Recipe(Strict):
+    """A whole run: data, model, targets, metrics and the stages to apply in order."""
+
+    name: str = "run"
+    seed: int = 0
+    data: dict[str, Any]
+    model: dict[str, Any]
+    targets: list[Target] = Field(default_factory=lambda: [Target(name="cpu")])
+    evaluate: list[str] = Field(default_factory=lambda: list(DEFAULT_EVALUATE))
+    stages: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_targets(cls, targets: list[Target]) -> list[Target]:
+        names = [t.name for t in targets]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"target names must be unique; repeated: {', '.join(sorted(dup))}")
+        return targets
+
+
+class ResolvedRecipe(BaseModel):
+    """A recipe whose sections were validated against the registered config classes."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    recipe: Recipe
+    data: Any
+    model: Any
+    stages: list[StageSpec]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fully resolved recipe (every default filled in), as written to results.json."""
+        out = self.recipe.model_dump(mode="json")
+        out["data"] = self.data.model_dump(mode="json")
+        out["model"] = self.model.model_dump(mode="json")
+        out["stages"] = [{s.step: s.config.model_dump(mode="json")} for s in self.stages]
+        return out
+
+
+# -- locations ---------------------------------------------------------------------------------
+
+def yaml_locations(text: str) -> dict[Loc, int]:
+    """Map every key path in a YAML document to its 1-based line number."""
+    out: dict[Loc, int] = {}
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return out
+
+    def walk(node: yaml.Node, loc: Loc) -> None:
+        out.setdefault(loc, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                out[loc + (str(k.value),)] = k.start_mark.line + 1
+                walk(v, loc + (str(k.value),))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, loc + (i,))
+
+    if root is not None:
+        walk(root, ())
+    return out
+
+
+class _Where:
+    """Turns an error location into 'file:line' (or the --set that produced the value)."""
+
+    def __init__(self, source: str, lines: dict[Loc, int], overridden: dict[Loc, str]) -> None:
+        self.source, self.lines, self.overridden = source, lines, overridden
+
+    def __call__(self, loc: Loc) -> str:
+        for n in range(len(loc), -1, -1):
+            if loc[:n] in self.overridden:
+                return f"--set {self.overridden[loc[:n]]}"
+            if loc[:n] in self.lines and n > 0:
+                return f"{self.source}:{self.lines[loc[:n]]}"
+        return self.source
+
+
+def format_loc(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "recipe"
+
+
+def _error_line(err: dict[str, Any], loc: Loc, where: _Where, cls: type[BaseModel] | None) -> str:
+    full = loc + tuple(err["loc"])
+    if err["type"] == "extra_forbidden" and cls is not None:
+        parent = cls
+        for part in err["loc"][:-1]:
+            field = parent.model_fields.get(part) if isinstance(part, str) else None
+            ann = getattr(field, "annotation", None) if field else None
+            parent = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else parent
+        valid = sorted(parent.model_fields)
+        bad = str(err["loc"][-1])
+        return (f"{where(full)}: unknown field '{bad}' in {format_loc(full[:-1])}"
+                f"{did_you_mean(bad, valid)}; valid fields: {', '.join(valid)}")
+    got = err.get("input")
+    got_s = f" (got {got!r})" if not isinstance(got, (dict, list)) and got is not None else ""
+    return f"{where(full)}: {format_loc(full)}: {err['msg']}{got_s}"
+
+
+def _validate(cls: type[BaseModel], raw: Any, loc: Loc, where: _Where, errors: list[str]) -> Any:
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as exc:
+        errors.extend(_error_line(e, loc, where, cls) for e in exc.errors())
+        return None
+
+
+def _section(registry: Registry, raw: Any, loc: Loc, where: _Where, errors: list[str]) -> Any:
+    """Validate a {name: ..., **options} section against the registered config class."""
+    if not isinstance(raw, dict) or "name" not in raw:
+        errors.append(f"{where(loc)}: {format_loc(loc)} needs a 'name'; valid choices: "
+                      f"{', '.join(registry.names())}")
+        return None
+    name = raw["name"]
+    if name not in registry:
+        errors.append(f"{where(loc + ('name',))}: {unknown_choice(registry.kind, name, registry.names())}")
+        return None
+    return _validate(registry.get(name).config, raw, loc, where, errors)
+
+
+def _model_section(raw: Any) -> Any:
+    """Shortcuts: ``{factory: 'pkg.mod:fn'}`` and ``{path: DIR}`` need no 'name'."""
+    if isinstance(raw, dict) and "name" not in raw:
+        if "factory" in raw:
+            return {"name": "factory", **raw}
+        if "path" in raw:
+            return {"name": "saved", **raw}
+    return raw
+
+
+def resolve(raw: Any, *, source: str = "recipe", text: str | None = None,
+            overridden: dict[Loc, str] | None = None) -> ResolvedRecipe:
+    """Validate a raw recipe mapping; raise RecipeError naming every problem found."""
+    where = _Where(source, yaml_locations(text) if text else {}, overridden or {})
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{source}: a recipe must be a YAML mapping, got {type(raw).__name__}")
+    errors: list[str] = []
+    recipe = _validate(Recipe, raw, (), where, errors)
+    if recipe is None:
+        _raise(errors)
+    data = _section(DATASETS, recipe.data, ("data",), where, errors)
+    model = _section(MODELS, _model_section(recipe.model), ("model",), where, errors)
+    for i, metric in enumerate(recipe.evaluate):
+        if metric not in METRICS:
+            errors.append(f"{where(('evaluate', i))}: "
+                          f"{unknown_choice('metric', metric, METRICS.names())}")
+    stages: list[StageSpec] = []
+    for i, item in enumerate(recipe.stages):
+        loc: Loc = ("stages", i)
+        if not isinstance(item, dict) or len(item) != 1:
+            errors.append(f"{where(loc)}: each stage is a mapping with one step name, e.g. "
+                          f"'- train: {{epochs: 5}}'; valid steps: {', '.join(STEPS.names())}")
+            continue
+        (step, cfg), = item.items()
+        if step not in STEPS:
+            errors.append(f"{where(loc + (step,))}: {unknown_choice('step', step, STEPS.names())}")
+            continue
+        config = _validate(STEPS.get(step).config, cfg or {}, loc + (step,), where, errors)
+        if config is not None:
+            taken = {s.name for s in stages}
+            name, k = step, 2
+            while name in taken:
+                name, k = f"{step}-{k}", k + 1
+            stages.append(StageSpec(step=step, name=name, config=config))
+    _raise(errors)
+    return ResolvedRecipe(recipe=recipe, data=data, model=model, stages=stages)
+
+
+def _raise(errors: list[str]) -> None:
+    if errors:
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise RecipeError(errors[0] + more)
+
+
+# -- overrides ---------------------------------------------------------------------------------
+
+def apply_override(raw: dict[str, Any], assignment: str) -> Loc:
+    """Apply ``key.path=value`` (value parsed as YAML) in place; return the resolved path.
+
+    In the path, ``stages.N`` picks stage N and ``stages.STEP`` the first stage of that step.
+    """
+    if "=" not in assignment:
+        raise RecipeError(f"--set '{assignment}': expected KEY=VALUE, e.g. data.limit=1000")
+    key, _, text = assignment.partition("=")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise RecipeError(f"--set '{assignment}': empty key")
+    node: Any = raw
+    loc: list[str | int] = []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            idx = _list_index(node, part, assignment, loc)
+            loc.append(idx)
+            if not part.lstrip("-").isdigit():  # stages.STEP: descend into that step's config
+                node, loc = node[idx], loc + [part]
+                if last:
+                    node[part] = value
+                else:
+                    node = node[part]
+            elif last:
+                node[idx] = value
+            else:
+                node = node[idx]
+            continue
+        if not isinstance(node, dict):
+            raise RecipeError(f"--set '{assignment}': {format_loc(tuple(loc))} is not a mapping")
+        loc.append(part)
+        if last:
+            node[part] = value
+        else:
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+    return tuple(loc)
+
+
+def _list_index(node: list[Any], part: str, assignment: str, loc: list[str | int]) -> int:
+    if part.lstrip("-").isdigit():
+        idx = int(part)
+        if not -len(node) <= idx < len(node):
+            raise RecipeError(f"--set '{assignment}': index {idx} out of range for "
+                              f"{format_loc(tuple(loc))} (length {len(node)})")
+        return idx % len(node)
+    for idx, item in enumerate(node):
+        if isinstance(item, dict) and part in item:
+            if item[part] is None:
+                item[part] = {}
+            return idx
+    steps = [next(iter(s)) for s in node if isinstance(s, dict) and s]
+    raise RecipeError(f"--set '{assignment}': no stage '{part}'{did_you_mean(part, steps)}; "
+                      f"stages: {', '.join(steps) or 'none'}")
+
+
+def load_raw(path: str | Path) -> tuple[dict[str, Any], str]:
+    """Read a recipe file; a missing file or a YAML syntax error raises RecipeError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(f"recipe file not found: {path}") from None
+    except OSError as exc:
+        raise RecipeError(f"cannot read recipe {path}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(f"{path}{line}: invalid YAML: {problem}") from None
+    return (raw if raw is not None else {}), text
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ResolvedRecipe:
+    """Load, override and validate a recipe file."""
+    raw, text = load_raw(path)
+    return resolve_with_overrides(raw, overrides, source=str(path), text=text)
+
+
+def resolve_with_overrides(raw: Any, overrides: list[str] | tuple[str, ...] = (), *,
+                           source: str = "recipe", text: str | None = None) -> ResolvedRecipe:
+    raw = copy.deepcopy(raw)
+    overridden: dict[Loc, str] = {}
+    for assignment in overrides:
+        if not isinstance(raw, dict):
+            break
+        overridden[apply_override(raw, assignment)] = assignment
+    return resolve(raw, source=source, text=text, overridden=overridden)

@@ -1,0 +1,6 @@
+"""Reports: data (Report) and its renderings (JSON, Markdown, HTML, figures)."""
+
+from nnopt.report.model import Report, StageRecord, load_report
+from nnopt.report.render import write_comparison, write_report
+
+__all__ = ["Report", "StageRecord", "load_report", "write_comparison", "write_report"]

@@ -1,0 +1,140 @@
+"""Figures: accuracy against latency and size with the Pareto front, training curves, sweeps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from nnopt.fileio import atomic_write_bytes  # noqa: E402
+
+
+@dataclass
+class Point:
+    """One model on a comparison figure."""
+
+    label: str
+    metrics: dict[str, float]
+    history: list[dict[str, float]] | None = None
+
+
+def pareto_front(xs: Sequence[float], ys: Sequence[float]) -> list[int]:
+    """Indices of points not dominated when x is minimised and y maximised, sorted by x."""
+    order = sorted(range(len(xs)), key=lambda i: (xs[i], -ys[i]))
+    front, best = [], float("-inf")
+    for i in order:
+        if ys[i] > best:
+            front.append(i)
+            best = ys[i]
+    return front
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _scatter(ax: Any, points: list[Point], xkey: str, ykey: str, xlabel: str,
+             xscale: float = 1.0) -> bool:
+    pts = [p for p in points if xkey in p.metrics and ykey in p.metrics]
+    if not pts:
+        return False
+    xs = [p.metrics[xkey] / xscale for p in pts]
+    ys = [100 * p.metrics[ykey] for p in pts]
+    ax.scatter(xs, ys, s=36, zorder=3)
+    for x, y, p in zip(xs, ys, pts):
+        ax.annotate(p.label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    front = pareto_front(xs, ys)
+    ax.step([xs[i] for i in front], [ys[i] for i in front], where="post", color="tab:red",
+            alpha=0.7, label="Pareto front", zorder=2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return True
+
+
+def accuracy_vs_latency(points: list[Point], targets: list[str], path: Path) -> Path | None:
+    """One panel per target: accuracy against measured median latency."""
+    keys = [t for t in targets if any(f"latency_ms/{t}" in p.metrics for p in points)]
+    if not keys or not any("accuracy" in p.metrics for p in points):
+        return None
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.8), squeeze=False)
+    for ax, t in zip(axes[0], keys):
+        _scatter(ax, points, f"latency_ms/{t}", "accuracy", f"latency on '{t}' (ms, median)")
+        ax.set_title(f"accuracy vs latency: {t}")
+    return _save(fig, path)
+
+
+def accuracy_vs_size(points: list[Point], path: Path) -> Path | None:
+    """Accuracy against the saved file's size (and its compressed size when measured)."""
+    keys = [k for k in ("size_bytes", "compressed_size_bytes")
+            if any(k in p.metrics for p in points)]
+    if not keys or not any("accuracy" in p.metrics for p in points):
+        return None
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.8), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        _scatter(ax, points, k, "accuracy", f"{k.replace('_bytes', '')} (KiB)", xscale=1024)
+        ax.set_title(f"accuracy vs {k.replace('_bytes', '').replace('_', ' ')}")
+    return _save(fig, path)
+
+
+def training_curves(points: list[Point], path: Path) -> Path | None:
+    """Training loss and validation accuracy per epoch for every stage that trained."""
+    trained = [p for p in points if p.history]
+    if not trained:
+        return None
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for p in trained:
+        ep = [h["epoch"] for h in p.history]
+        ax_l.plot(ep, [h["train_loss"] for h in p.history], marker=".", label=f"{p.label} train")
+        if "val_loss" in p.history[0]:
+            ax_l.plot(ep, [h["val_loss"] for h in p.history], ls="--", label=f"{p.label} val")
+        ax_a.plot(ep, [100 * h["train_accuracy"] for h in p.history], marker=".",
+                  label=f"{p.label} train")
+        if "val_accuracy" in p.history[0]:
+            ax_a.plot(ep, [100 * h["val_accuracy"] for h in p.history], ls="--",
+                      label=f"{p.label} val")
+    ax_l.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax_a.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_l, ax_a):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def sweep_curves(xs: list[Any], series: dict[str, list[float | None]], xlabel: str,
+                 path: Path) -> Path | None:
+    """One small panel per metric: the metric against the swept value."""
+    series = {k: v for k, v in series.items() if any(y is not None for y in v)}
+    if not series:
+        return None
+    n = len(series)
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
+    pos = xs if numeric else list(range(len(xs)))
+    for ax, (name, ys) in zip(axes.flat, series.items()):
+        keep = [(x, y) for x, y in zip(pos, ys) if y is not None]
+        ax.plot([k[0] for k in keep], [k[1] for k in keep], marker="o")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        if not numeric:
+            ax.set_xticks(pos, [str(x) for x in xs], fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,97 @@
+"""Run a recipe: load data, build the model, apply stage after stage, measure each, report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from nnopt import __version__
+from nnopt.context import RunContext
+from nnopt.data import load_data
+from nnopt.data.base import DataSplits
+from nnopt.environment import environment
+from nnopt.errors import DataError, NnoptError
+from nnopt.fileio import StagedFolder
+from nnopt.measure import Measurement, measure
+from nnopt.models import build_model, save_model
+from nnopt.recipe import ResolvedRecipe
+from nnopt.registry import STEPS
+from nnopt.report import Report, StageRecord, write_report
+from nnopt.report.model import RESULTS
+from nnopt.train.fit import seed_everything
+
+log = logging.getLogger("nnopt")
+
+
+def check_fits(model: nn.Module, data: DataSplits, model_name: str) -> None:
+    """A dry forward on two real inputs: a model/data mismatch fails here with a clear message."""
+    x = data.train.x[:2]
+    try:
+        with torch.no_grad():
+            out = model.eval()(x)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise DataError(f"model '{model_name}' does not fit dataset '{data.name}' (input shape "
+                        f"{tuple(data.input_shape)}): {first}") from None
+    if out.dim() != 2 or out.shape[1] != data.num_classes:
+        raise DataError(f"model '{model_name}' returns shape {tuple(out.shape[1:])} per input but "
+                        f"dataset '{data.name}' has {data.num_classes} classes")
+
+
+def prepare(resolved: ResolvedRecipe) -> tuple[DataSplits, nn.Module]:
+    """Load the data and build (or load) the model; every input error surfaces here."""
+    seed_everything(resolved.recipe.seed)
+    data = load_data(resolved.data)
+    try:
+        model = build_model(resolved.model, data.input_shape, data.num_classes, data.mean, data.std)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"model '{resolved.model.name}' cannot be built for dataset '{data.name}' "
+                        f"(input shape {tuple(data.input_shape)}): {exc}") from None
+    check_fits(model, data, resolved.model.name)
+    return data, model
+
+
+def run_recipe(resolved: ResolvedRecipe, out_dir: str | Path, *, progress: bool = False
+               ) -> Report:
+    """Run every stage, write the run folder atomically and return the Report."""
+    data, model = prepare(resolved)
+    recipe = resolved.recipe
+    with StagedFolder(out_dir, RESULTS) as staging:
+        ctx = RunContext(recipe=resolved, data=data, out_dir=staging, seed=recipe.seed,
+                         progress=progress)
+        records: list[StageRecord] = []
+        stages = resolved.stages or []
+        if not stages:
+            records.append(_measure_stage(ctx, "input", "input", model, 0.0, staging))
+        for spec in stages:
+            ctx.stage, ctx.details = spec.name, {}
+            log.info("stage %s (%s)", spec.name, spec.step)
+            start = time.perf_counter()
+            seed_everything(recipe.seed)
+            out = STEPS.get(spec.step).fn(model, spec.config, ctx)
+            if not isinstance(out, nn.Module):
+                raise NnoptError(f"step '{spec.step}' returned {type(out).__name__}, not a model")
+            seconds = time.perf_counter() - start
+            records.append(_measure_stage(ctx, spec.name, spec.step, out, seconds, staging))
+            ctx.models[spec.name] = out
+            model = out
+        report = Report(nnopt_version=__version__, recipe=resolved.to_dict(),
+                        environment=environment(), data=data.summary(), stages=records)
+        write_report(report, staging)
+    return report
+
+
+def _measure_stage(ctx: RunContext, name: str, step: str, model: nn.Module, seconds: float,
+                   staging: Path) -> StageRecord:
+    folder = staging / "models" / name
+    weights = save_model(model, folder)
+    m = Measurement(model=model, data=ctx.data, targets=ctx.targets, work_dir=folder,
+                    weights_path=weights, details=dict(ctx.details))
+    metrics = measure(m, ctx.recipe.recipe.evaluate)
+    return StageRecord(name=name, step=step, seconds=round(seconds, 3),
+                       artifact=folder.relative_to(staging).as_posix(), metrics=metrics,
+                       details=m.details)

@@ -1,0 +1,1 @@
+"""Search and sweeps: executors (local now, distributed later) and grid sweeps."""

@@ -1,0 +1,45 @@
+"""Executors run independent jobs (sweep variants, search trials) behind one interface.
+
+A job is a plain, picklable function plus a picklable argument, so an executor that ships jobs
+to other processes or machines (Ray, in a later issue) fits the same interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
+
+from nnopt.errors import unknown_choice
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Executor(Protocol):
+    """Runs ``fn(job)`` for each job; yields ``(index, result)`` as jobs finish."""
+
+    name: str
+
+    def map(self, fn: Callable[[T], R], jobs: Sequence[T]) -> Iterator[tuple[int, R]]: ...
+
+
+class LocalExecutor:
+    """In-process, one job after another, in order (the default)."""
+
+    name = "local"
+
+    def map(self, fn: Callable[[T], R], jobs: Sequence[T]) -> Iterator[tuple[int, R]]:
+        for i, job in enumerate(jobs):
+            yield i, fn(job)
+
+
+EXECUTORS: dict[str, Callable[..., Any]] = {"local": LocalExecutor}
+
+
+def get_executor(name: str, **options: Any) -> Executor:
+    """The executor registered as ``name``; an unknown name lists the valid ones."""
+    from nnopt.errors import NnoptError
+
+    if name not in EXECUTORS:
+        raise NnoptError(unknown_choice("executor", name, EXECUTORS))
+    return EXECUTORS[name](**options)

@@ -1,0 +1,167 @@
+"""Sweeps: run a recipe's variants over a grid of overrides and compare them in one report."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nnopt.errors import NnoptError, RecipeError
+from nnopt.fileio import atomic_write_json, atomic_write_text
+from nnopt.report import plots
+from nnopt.report.model import RESULTS, load_report
+from nnopt.report.render import Doc, _figures, _metrics_tables, metric_columns
+from nnopt.search.executors import Executor
+
+
+def parse_grid(specs: list[str]) -> list[tuple[str, list[Any]]]:
+    """``key=v1,v2,...`` strings into (key, values); values are parsed as YAML scalars."""
+    out = []
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        if not sep or not key.strip() or not values.strip():
+            raise RecipeError(f"--grid '{spec}': expected KEY=V1,V2,... e.g. data.limit=500,1000")
+        parsed = [yaml.safe_load(v) if v.strip() else None for v in values.split(",")]
+        out.append((key.strip(), parsed))
+    keys = [k for k, _ in out]
+    if len(set(keys)) != len(keys):
+        raise RecipeError("--grid: each key may appear once")
+    return out
+
+
+@dataclass
+class Variant:
+    """One point of the grid: its values, the overrides that make it and its output folder."""
+
+    name: str
+    values: dict[str, Any]
+    overrides: list[str]
+    out: str
+    recipe_path: str
+    resume: bool = False
+
+
+@dataclass
+class VariantResult:
+    name: str
+    values: dict[str, Any]
+    out: str
+    ok: bool
+    error: str | None = None
+    skipped: bool = False
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def variants(recipe_path: str, grid: list[tuple[str, list[Any]]], base: list[str],
+             out: Path, resume: bool = False) -> list[Variant]:
+    keys = [k for k, _ in grid]
+    result = []
+    for i, combo in enumerate(itertools.product(*[v for _, v in grid])):
+        values = dict(zip(keys, combo))
+        short = "_".join(f"{k.split('.')[-1]}={v}" for k, v in values.items())
+        name = f"v{i:02d}-" + re.sub(r"[^A-Za-z0-9_.=-]+", "-", short)[:80]
+        sets = base + [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}"
+                       .replace("\n...", "") for k, v in values.items()]
+        result.append(Variant(name, values, sets, str(out / "variants" / name), recipe_path,
+                              resume))
+    return result
+
+
+def run_variant(v: Variant) -> VariantResult:
+    """Run one variant in its own folder (a plain function, so any executor can ship it)."""
+    from nnopt.recipe import load_recipe
+    from nnopt.runner import run_recipe
+
+    if v.resume and (Path(v.out) / RESULTS).is_file():
+        rep = load_report(v.out)
+        return VariantResult(v.name, v.values, v.out, True, skipped=True,
+                             metrics=rep.stages[-1].metrics if rep.stages else {})
+    try:
+        rep = run_recipe(load_recipe(v.recipe_path, v.overrides), v.out)
+    except NnoptError as exc:
+        return VariantResult(v.name, v.values, v.out, False, error=str(exc))
+    except Exception as exc:  # a failed variant must not lose the others
+        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return VariantResult(v.name, v.values, v.out, False, error=last)
+    return VariantResult(v.name, v.values, v.out, True,
+                         metrics=rep.stages[-1].metrics if rep.stages else {})
+
+
+def run_sweep(recipe_path: str, grid_specs: list[str], out: str | Path, executor: Executor, *,
+              overrides: list[str] | None = None, resume: bool = False,
+              on_result: Any = None) -> list[VariantResult]:
+    """Validate every variant first, run them on ``executor``, then write the sweep report."""
+    from nnopt.recipe import load_recipe
+
+    out = Path(out)
+    grid = parse_grid(grid_specs)
+    jobs = variants(recipe_path, grid, list(overrides or []), out, resume)
+    for v in jobs:  # fail fast on a bad grid value, before anything runs
+        try:
+            load_recipe(recipe_path, v.overrides)
+        except RecipeError as exc:
+            raise RecipeError(f"variant {v.name}: {exc}") from None
+    results: list[VariantResult | None] = [None] * len(jobs)
+    for i, res in executor.map(run_variant, jobs):
+        results[i] = res
+        if on_result is not None:
+            on_result(res)
+    done = [r for r in results if r is not None]
+    write_sweep_report(recipe_path, grid, done, out)
+    return done
+
+
+def write_sweep_report(recipe_path: str, grid: list[tuple[str, list[Any]]],
+                       results: list[VariantResult], out: Path) -> None:
+    """sweep.json, report.md/html and a curve per metric over the first grid key."""
+    atomic_write_json(out / "sweep.json", {
+        "recipe": recipe_path, "grid": {k: v for k, v in grid},
+        "variants": [r.__dict__ for r in results]})
+    doc = Doc(f"nnopt sweep: {Path(recipe_path).name}")
+    doc.p("Grid: " + "; ".join(f"{k} in {v}" for k, v in grid) + ". Each variant is a full run "
+          "in variants/<name>; the metrics below are those of its last stage.")
+    ok = [r for r in results if r.ok]
+    failed = [r for r in results if not r.ok]
+    if ok:
+        doc.h2("Variants")
+        _metrics_tables(doc, [r.name for r in ok], ["-"] * len(ok),
+                        [_seconds(r) for r in ok], [r.metrics for r in ok], "variant")
+    if failed:
+        doc.h2("Failed variants")
+        doc.table(["variant", "error"], [[r.name, r.error or ""] for r in failed])
+    key, xs = grid[0]
+    if ok:
+        cols = metric_columns([r.metrics for r in ok])
+        by_first: dict[str, list[float | None]] = {c: [] for c in cols}
+        xs_ok: list[Any] = []
+        for x in xs:  # first grid key on x; other keys averaged would hide effects: take first
+            match = [r for r in ok if r.values[key] == x]
+            if not match:
+                continue
+            xs_ok.append(x)
+            for c in cols:
+                by_first[c].append(match[0].metrics.get(c))
+        fig = plots.sweep_curves(xs_ok, by_first, key, out / "figures" / "sweep_metrics.png")
+        doc.h2("Figures")
+        if fig:
+            extra = "" if len(grid) == 1 else " (other grid keys at their first value)"
+            doc.figure(fig, f"Each metric against {key}{extra}")
+        points = [plots.Point(r.name, r.metrics) for r in ok]
+        targets = sorted({k.split("/", 1)[1] for r in ok for k in r.metrics
+                          if k.startswith("latency_ms/")})
+        _figures(doc, points, targets, out / "figures")
+    atomic_write_text(out / "report.md", doc.markdown(out))
+    atomic_write_text(out / "report.html", doc.html())
+
+
+def _seconds(r: VariantResult) -> float:
+    try:
+        return sum(s.seconds for s in load_report(r.out).stages)
+    except NnoptError:
+        return 0.0
+

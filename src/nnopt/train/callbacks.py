@@ -1,0 +1,113 @@
+"""Callbacks: what happens at training events (checkpoints, early stopping, progress, ...)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class FitState:
+    """What callbacks can see and change during ``fit()``."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    stage: str
+    epochs: int
+    batches_per_epoch: int
+    epoch: int = 0
+    step: int = 0
+    batch_loss: float = math.nan
+    history: list[dict[str, float]] = field(default_factory=list)
+    stop: bool = False
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def last(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
+
+
+class Callback:
+    """Base class; override the events you need. All hooks receive the FitState."""
+
+    def on_fit_start(self, state: FitState) -> None: ...
+    def on_epoch_start(self, state: FitState) -> None: ...
+    def on_batch_end(self, state: FitState) -> None: ...
+    def on_epoch_end(self, state: FitState) -> None: ...
+    def on_fit_end(self, state: FitState) -> None: ...
+
+
+class BestCheckpoint(Callback):
+    """Keep the weights of the epoch with the best validation ``monitor``; restore them at the end."""
+
+    def __init__(self, monitor: str = "val_accuracy", mode: str = "max") -> None:
+        self.monitor, self.sign = monitor, (1.0 if mode == "max" else -1.0)
+        self.best = -math.inf
+        self.state: dict[str, torch.Tensor] | None = None
+        self.epoch = -1
+
+    def on_epoch_end(self, state: FitState) -> None:
+        value = state.last.get(self.monitor)
+        if value is not None and self.sign * value > self.best:
+            self.best, self.epoch = self.sign * value, state.epoch
+            self.state = copy.deepcopy(state.model.state_dict())
+
+    def on_fit_end(self, state: FitState) -> None:
+        if self.state is not None:
+            state.model.load_state_dict(self.state)
+            state.notes["best_epoch"] = self.epoch + 1
+            state.notes[f"best_{self.monitor}"] = self.sign * self.best
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
+
+    def __init__(self, patience: int, monitor: str = "val_accuracy", mode: str = "max",
+                 min_delta: float = 0.0) -> None:
+        self.patience, self.monitor, self.min_delta = patience, monitor, min_delta
+        self.sign = 1.0 if mode == "max" else -1.0
+        self.best, self.bad = -math.inf, 0
+
+    def on_epoch_end(self, state: FitState) -> None:
+        value = state.last.get(self.monitor)
+        if value is None:
+            return
+        if self.sign * value > self.best + self.min_delta:
+            self.best, self.bad = self.sign * value, 0
+        else:
+            self.bad += 1
+            if self.bad >= self.patience:
+                state.stop = True
+                state.notes["stopped_early_at_epoch"] = state.epoch + 1
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch on stderr with the running loss; the CLI attaches it."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def on_epoch_start(self, state: FitState) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=state.batches_per_epoch, leave=True, dynamic_ncols=True,
+                        desc=f"{state.stage} {state.epoch + 1}/{state.epochs}")
+
+    def on_batch_end(self, state: FitState) -> None:
+        self.bar.update(1)
+        if state.step % 20 == 0:
+            self.bar.set_postfix(loss=f"{state.batch_loss:.4f}", refresh=False)
+
+    def on_epoch_end(self, state: FitState) -> None:
+        if self.bar is not None:
+            last = state.last
+            if "val_accuracy" in last:
+                self.bar.set_postfix(loss=f"{last['train_loss']:.4f}",
+                                     val_acc=f"{last['val_accuracy']:.4f}")
+            self.bar.close()
+            self.bar = None

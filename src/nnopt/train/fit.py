@@ -1,0 +1,179 @@
+"""One ``fit()`` for every technique: a TrainingTask says what the loss is, Callbacks act at events."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Iterator, Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from nnopt.data.base import Split
+from nnopt.errors import TrainingError
+from nnopt.recipe import Strict
+from nnopt.train.callbacks import BestCheckpoint, Callback, EarlyStopping, FitState
+from nnopt.train.task import ClassificationTask, TrainingTask
+
+
+class TrainConfig(Strict):
+    """How to train: epochs, batches, optimiser, schedule, checkpoint selection."""
+
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
+    nesterov: bool = Field(False, description="sgd only")
+    schedule: Literal["none", "cosine", "step"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up before the schedule")
+    step_size: int = Field(10, ge=1, description="epochs between lr drops (schedule: step)")
+    gamma: float = Field(0.1, gt=0, le=1, description="lr factor per drop (schedule: step)")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    grad_clip: float | None = Field(None, gt=0, description="max gradient norm")
+    select_best: bool = Field(True, description="restore the weights of the best validation epoch")
+    early_stopping: int | None = Field(None, ge=1, description="patience in epochs (off if unset)")
+    eval_batch_size: int = Field(1000, ge=1)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch so that a run repeats exactly on the same machine."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
+    """Index batches over a permutation (sequential if no generator); a last batch of 1 is dropped."""
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for i in range(0, n, batch_size):
+        idx = order[i:i + batch_size]
+        if len(idx) > 1 or n == 1:
+            yield idx
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Logits of ``model`` in eval mode for all of ``x``; the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def evaluate(model: nn.Module, split: Split, batch_size: int = 1000) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of ``model`` on ``split``."""
+    logits = predict(model, split.x, batch_size)
+    return {"accuracy": (logits.argmax(1) == split.y).float().mean().item(),
+            "loss": F.cross_entropy(logits, split.y).item()}
+
+
+def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               nesterov=cfg.nesterov and cfg.momentum > 0,
+                               weight_decay=cfg.weight_decay)
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+                  ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step learning-rate factor: linear warm-up, then cosine to zero or step decay."""
+    total = cfg.epochs * steps_per_epoch
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if cfg.schedule == "cosine":
+            t = (step - warm) / max(1, total - warm)
+            return 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+        if cfg.schedule == "step":
+            return cfg.gamma ** (step // (cfg.step_size * steps_per_epoch))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def fit(model: nn.Module, train: Split, *, config: TrainConfig, val: Split | None = None,
+        task: TrainingTask | None = None, callbacks: Sequence[Callback] = (),
+        stage: str = "train", seed: int = 0) -> FitState:
+    """Train ``model`` in place; return the FitState with per-epoch history and notes.
+
+    A non-finite loss stops training with a TrainingError naming the stage, epoch and batch.
+    """
+    seed_everything(seed)
+    task = task or ClassificationTask(label_smoothing=config.label_smoothing)
+    extra = task.setup(model)
+    params = [p for m in [model, *extra] for p in m.parameters() if p.requires_grad]
+    if not params:
+        raise TrainingError(f"stage '{stage}': the model has no trainable parameters")
+    opt = make_optimizer(params, config)
+    gen = torch.Generator().manual_seed(seed)
+    n_batches = sum(1 for _ in batches(len(train), config.batch_size, None))
+    sched = make_schedule(opt, config, n_batches)
+    cbs: list[Callback] = list(callbacks)
+    if config.select_best and val is not None and len(val):
+        cbs.append(BestCheckpoint())
+    if config.early_stopping and val is not None and len(val):
+        cbs.append(EarlyStopping(config.early_stopping))
+    state = FitState(model=model, optimizer=opt, stage=stage, epochs=config.epochs,
+                     batches_per_epoch=n_batches)
+    for cb in cbs:
+        cb.on_fit_start(state)
+    x_all, y_all = train.x, train.y
+    for epoch in range(config.epochs):
+        state.epoch = epoch
+        model.train()
+        for cb in cbs:
+            cb.on_epoch_start(state)
+        start = time.perf_counter()
+        loss_sum = torch.zeros(())
+        correct = torch.zeros((), dtype=torch.long)
+        seen = 0
+        for b, idx in enumerate(batches(len(train), config.batch_size, gen)):
+            x, y = x_all[idx], y_all[idx]
+            out = task(model, x, y)
+            loss = out["loss"]
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"stage '{stage}': loss became {loss.item()} at epoch {epoch + 1}, batch "
+                    f"{b + 1}; lower the learning rate (lr={config.lr:g}) or check the data")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                nn.utils.clip_grad_norm_(params, config.grad_clip)
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                loss_sum += loss.detach() * len(y)
+                correct += (out["output"].argmax(1) == y).sum()
+            seen += len(y)
+            state.step += 1
+            state.batch_loss = loss.item()
+            for cb in cbs:
+                cb.on_batch_end(state)
+        record = {"epoch": epoch + 1, "train_loss": loss_sum.item() / max(seen, 1),
+                  "train_accuracy": correct.item() / max(seen, 1),
+                  "lr": opt.param_groups[0]["lr"], "train_seconds": time.perf_counter() - start}
+        if val is not None and len(val):
+            v = evaluate(model, val, config.eval_batch_size)
+            record.update(val_loss=v["loss"], val_accuracy=v["accuracy"])
+        state.history.append(record)
+        for cb in cbs:
+            cb.on_epoch_end(state)
+        if state.stop:
+            break
+    for cb in cbs:
+        cb.on_fit_end(state)
+    model.eval()
+    return state

@@ -1,0 +1,22 @@
+"""The ``train`` step: fit a copy of the model on the training split, select on validation."""
+
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+
+from nnopt.context import RunContext
+from nnopt.registry import STEPS
+from nnopt.train.fit import TrainConfig, fit
+
+
+@STEPS.register("train", config=TrainConfig)
+def train(model: nn.Module, cfg: TrainConfig, ctx: RunContext) -> nn.Module:
+    """Train with cross-entropy; keep the best-validation weights (never selected on test)."""
+    model = copy.deepcopy(model)
+    state = fit(model, ctx.data.train, config=cfg, val=ctx.data.val,
+                callbacks=ctx.callbacks(), stage=ctx.stage, seed=ctx.seed)
+    ctx.record("history", state.history)
+    ctx.record("training", state.notes)
+    return model

@@ -1,0 +1,35 @@
+"""TrainingTask: what the loss is. Techniques that change the loss subclass it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class TrainingTask:
+    """Turns a batch into ``{"loss": scalar, "output": logits}``; subclasses change the loss.
+
+    ``setup(model)`` may return extra modules whose parameters train alongside the model
+    (e.g. distillation adapters).
+    """
+
+    def setup(self, model: nn.Module) -> list[nn.Module]:
+        return []
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class ClassificationTask(TrainingTask):
+    """Cross-entropy on the model's logits, with optional label smoothing (Szegedy et al. 2016)."""
+
+    def __init__(self, *, label_smoothing: float = 0.0) -> None:
+        self.label_smoothing = label_smoothing
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+        out = model(x)
+        return {"loss": F.cross_entropy(out, y, label_smoothing=self.label_smoothing),
+                "output": out}
