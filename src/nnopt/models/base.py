@@ -21,9 +21,9 @@ class ModelConfig(Strict):
 class Normalize(nn.Module):
     """(x - mean) / std per channel, inside the model so attacks and exports see raw inputs."""
 
-    def __init__(self, mean: list[float], std: list[float], ndim: int) -> None:
+    def __init__(self, mean: list[float], std: list[float], spatial_dims: int) -> None:
         super().__init__()
-        view = (1, len(mean)) + (1,) * max(ndim - 1, 0)
+        view = (1, len(mean)) + (1,) * spatial_dims
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(view))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(view))
 

@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from nnopt.fileio import atomic_write_bytes  # noqa: E402
 
@@ -98,17 +99,18 @@ def training_curves(points: list[Point], path: Path) -> Path | None:
     fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(10, 3.8))
     for p in trained:
         ep = [h["epoch"] for h in p.history]
-        ax_l.plot(ep, [h["train_loss"] for h in p.history], marker=".", label=f"{p.label} train")
+        ax_l.plot(ep, [h["train_loss"] for h in p.history], marker=".", label=f"{p.label}: train")
         if "val_loss" in p.history[0]:
-            ax_l.plot(ep, [h["val_loss"] for h in p.history], ls="--", label=f"{p.label} val")
+            ax_l.plot(ep, [h["val_loss"] for h in p.history], ls="--", label=f"{p.label}: val")
         ax_a.plot(ep, [100 * h["train_accuracy"] for h in p.history], marker=".",
-                  label=f"{p.label} train")
+                  label=f"{p.label}: train")
         if "val_accuracy" in p.history[0]:
             ax_a.plot(ep, [100 * h["val_accuracy"] for h in p.history], ls="--",
-                      label=f"{p.label} val")
+                      label=f"{p.label}: val")
     ax_l.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     ax_a.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_l, ax_a):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return _save(fig, path)

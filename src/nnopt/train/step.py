@@ -11,7 +11,7 @@ from nnopt.registry import STEPS
 from nnopt.train.fit import TrainConfig, fit
 
 
-@STEPS.register("train", config=TrainConfig)
+@STEPS.register("train", config=TrainConfig, tiny={"epochs": 1, "batch_size": 32})
 def train(model: nn.Module, cfg: TrainConfig, ctx: RunContext) -> nn.Module:
     """Train with cross-entropy; keep the best-validation weights (never selected on test)."""
     model = copy.deepcopy(model)

@@ -1,0 +1,38 @@
+"""Every recipe in recipes/ runs end to end on tiny settings (small data, one short epoch)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nnopt.cli import main
+from nnopt.recipe import load_raw
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST_TARGET = ["warmup=1", "repeats=5", "min_seconds=0"]
+
+
+def tiny_overrides(recipe: Path) -> list[str]:
+    raw, _ = load_raw(recipe)
+    sets = ["data.limit=256", "data.eval_limit=128"]
+    for i, stage in enumerate(raw.get("stages", [])):
+        (step, cfg), = stage.items()
+        if "epochs" in (cfg or {}) or step == "train":
+            sets.append(f"stages.{i}.{step}.epochs=1")
+    for i, _ in enumerate(raw.get("targets", [])):
+        sets += [f"targets.{i}.{kv}" for kv in FAST_TARGET]
+    return sets
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.stem)
+def test_recipe_runs_on_tiny_settings(recipe, tmp_path):
+    if "fashion-mnist" in recipe.read_text() and not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("needs apt-get install dataset-fashion-mnist")
+    args = ["run", str(recipe), "--out", str(tmp_path / "out"), "--quiet"]
+    for s in tiny_overrides(recipe):
+        args += ["--set", s]
+    assert main(args) == 0
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["stages"] and "accuracy" in res["stages"][-1]["metrics"]
