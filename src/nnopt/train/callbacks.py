@@ -93,9 +93,13 @@ class ProgressBar(Callback):
         self.bar: Any = None
 
     def on_epoch_start(self, state: FitState) -> None:
+        import sys
+
         from tqdm.auto import tqdm
 
+        tty = sys.stderr.isatty()  # in a log file, a line every 30 s instead of 10 a second
         self.bar = tqdm(total=state.batches_per_epoch, leave=True, dynamic_ncols=True,
+                        mininterval=0.2 if tty else 30.0,
                         desc=f"{state.stage} {state.epoch + 1}/{state.epochs}")
 
     def on_batch_end(self, state: FitState) -> None:
