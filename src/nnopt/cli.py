@@ -18,10 +18,15 @@ from nnopt.errors import NnoptError
 EXIT_INPUT, EXIT_INTERNAL = 2, 1
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def _table(header: list[str], rows: list[list[str]], numeric: bool = True) -> str:
+    """Plain-text table; numeric tables right-align every column but the first."""
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    line = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w)  # noqa: E731
-                               for i, (c, w) in enumerate(zip(r, widths)))
+
+    def line(row: list[str]) -> str:
+        cells = [str(c).rjust(w) if i and numeric else str(c).ljust(w)
+                 for i, (c, w) in enumerate(zip(row, widths))]
+        return "  ".join(cells).rstrip()
+
     return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
 
 
@@ -92,7 +97,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             rows.append([fname, ann.replace("typing.", ""), default, f.description or ""])
         if rows:
             print("\nfields:")
-            print(_table(["field", "type", "default", "description"], rows))
+            print(_table(["field", "type", "default", "description"], rows, numeric=False))
     return 0
 
 

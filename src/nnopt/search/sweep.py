@@ -63,13 +63,19 @@ def variants(recipe_path: str, grid: list[tuple[str, list[Any]]], base: list[str
     result = []
     for i, combo in enumerate(itertools.product(*[v for _, v in grid])):
         values = dict(zip(keys, combo))
-        short = "_".join(f"{k.split('.')[-1]}={v}" for k, v in values.items())
-        name = f"v{i:02d}-" + re.sub(r"[^A-Za-z0-9_.=-]+", "-", short)[:80]
+        short = "_".join(f"{k.split('.')[-1]}={_compact(v)}" for k, v in values.items())
+        name = f"v{i:02d}-" + re.sub(r"[^A-Za-z0-9_.=+-]+", "-", short)[:80]
         sets = base + [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}"
                        .replace("\n...", "") for k, v in values.items()]
         result.append(Variant(name, values, sets, str(out / "variants" / name), recipe_path,
                               resume))
     return result
+
+
+def _compact(value: Any) -> str:
+    """[16, 32] -> 16+32, {a: 1} -> a:1: short enough for a folder name."""
+    text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+    return re.sub(r"[\[\]{}\s]", "", text).replace(",", "+")
 
 
 def run_variant(v: Variant) -> VariantResult:
