@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from nnopt.data.base import DataSplits
@@ -40,8 +41,27 @@ class RunContext:
         """Attach a detail (training history, pre-flight table, ...) to the current stage."""
         self.details[key] = value
 
-    def callbacks(self) -> list[Any]:
-        """Callbacks every fit() in this run gets (the progress bar when the CLI asks for it)."""
+    def warn(self, *messages: str) -> None:
+        """Attach warnings to the current stage (shown by the CLI and in the report)."""
+        self.details.setdefault("warnings", []).extend(messages)
+        for m in messages:
+            self.log.warning("%s: %s", self.stage, m)
+
+    def example(self, batch_size: int) -> torch.Tensor:
+        """A batch of real test inputs of the requested size (for timing and export)."""
+        from nnopt.measure.base import example_batch
+
+        return example_batch(self.data.test.x, batch_size)
+
+    def callbacks(self, model: nn.Module | None = None) -> list[Any]:
+        """Callbacks every fit() in this run gets: the progress bar when the CLI asks for it, and
+        mask keeping when ``model`` was pruned in an earlier stage (its zeros stay zero)."""
         from nnopt.train.callbacks import ProgressBar
 
-        return [ProgressBar()] if self.progress else []
+        out: list[Any] = [ProgressBar()] if self.progress else []
+        sparse = (getattr(model, "spec", None) or {}).get("sparsity")
+        if sparse:
+            from nnopt.compress.prune.masks import KeepMasks, masks_from_zeros
+
+            out.append(KeepMasks(masks_from_zeros(model, sparse["params"])))
+        return out

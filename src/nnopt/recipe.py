@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nnopt.errors import RecipeError, did_you_mean, unknown_choice
 from nnopt.registry import DATASETS, METRICS, MODELS, STEPS, Registry
@@ -38,6 +38,14 @@ class Target(Strict):
     warmup: int = Field(10, ge=0, description="untimed calls before timing")
     repeats: int = Field(50, ge=5, description="minimum timed calls")
     min_seconds: float = Field(0.5, ge=0, description="keep timing until this much time passed")
+    sparse: bool = Field(False, description="run Linear layers as CSR sparse matrices (torch only)")
+
+    @model_validator(mode="after")
+    def _sparse_needs_torch(self) -> Target:
+        if self.sparse and self.runtime != "torch":
+            raise ValueError("sparse kernels exist only for runtime 'torch' (onnxruntime has none "
+                             "on CPU)")
+        return self
 
 
 class StageSpec(BaseModel):

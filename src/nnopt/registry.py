@@ -86,6 +86,7 @@ def _load_builtins() -> None:
     if _loaded:
         return
     _loaded = True
+    import nnopt.compress  # noqa: F401
     import nnopt.data  # noqa: F401
     import nnopt.measure  # noqa: F401
     import nnopt.models  # noqa: F401

@@ -37,6 +37,10 @@ class Measurement:
 
     def example(self, batch_size: int) -> torch.Tensor:
         """A batch of real test inputs of the requested size (repeated if the split is small)."""
-        x = self.data.test.x
-        reps = -(-batch_size // len(x))
-        return x.repeat(reps, *([1] * (x.dim() - 1)))[:batch_size].contiguous()
+        return example_batch(self.data.test.x, batch_size)
+
+
+def example_batch(x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The first ``batch_size`` rows of ``x``, repeated if ``x`` is shorter."""
+    reps = -(-batch_size // len(x))
+    return x.repeat(reps, *([1] * (x.dim() - 1)))[:batch_size].contiguous()

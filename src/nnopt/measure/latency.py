@@ -53,12 +53,16 @@ def measure_target(m: Measurement, target: Target) -> dict[str, Any]:
             if not path.is_file():
                 export_onnx(m.model, path, m.example(1))
             fn = onnx_runner(path, example, target.threads)
+        elif target.sparse:
+            from nnopt.compress.prune.sparse_exec import to_sparse
+
+            fn = torch_runner(to_sparse(m.model), example)
         else:
             fn = torch_runner(m.model, example)
         stats = time_calls(fn, warmup=target.warmup, repeats=target.repeats,
                            min_seconds=target.min_seconds)
-    return {"runtime": target.runtime, "threads": target.threads,
-            "batch_size": target.batch_size, **stats}
+    return {"runtime": target.runtime + ("+csr" if target.sparse else ""),
+            "threads": target.threads, "batch_size": target.batch_size, **stats}
 
 
 @METRICS.register("latency", produces=["latency_ms/<target>"])

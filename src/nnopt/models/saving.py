@@ -15,6 +15,7 @@ from torch import nn
 
 from nnopt.errors import ModelFileError, NnoptError
 from nnopt.fileio import atomic_write_bytes, atomic_write_json
+from nnopt.models.structure import apply_structure, capture_structure
 
 WEIGHTS, SPEC = "model.safetensors", "spec.json"
 
@@ -30,10 +31,30 @@ def save_model(model: nn.Module, folder: str | Path) -> Path:
     if not isinstance(spec, dict):
         raise NnoptError("only models built by nnopt (with a spec) can be saved")
     folder = Path(folder)
+    spec = {k: v for k, v in spec.items() if k != "structure"}
+    structure = capture_structure(model, build_from_spec(spec))
+    if structure is not None:
+        spec["structure"] = structure
     blob = st_save(state_tensors(model))
     atomic_write_bytes(folder / WEIGHTS, blob)
     atomic_write_json(folder / SPEC, {**spec, "weights_sha256": hashlib.sha256(blob).hexdigest()})
     return folder / WEIGHTS
+
+
+def build_from_spec(spec: dict[str, Any]) -> nn.Module:
+    """The architecture a spec describes, with fresh weights (structure applied if recorded)."""
+    from nnopt.models.base import build_model
+    from nnopt.registry import MODELS
+
+    cfg = MODELS.get(spec["model"]["name"]).config.model_validate(spec["model"])
+    norm = spec.get("normalize") or {}
+    model = build_model(cfg, spec["input_shape"], spec["num_classes"], norm.get("mean"),
+                        norm.get("std"))
+    model.spec = {**model.spec, **{k: v for k, v in spec.items()
+                                   if k not in model.spec and k != "weights_sha256"}}
+    if spec.get("structure"):
+        apply_structure(model, spec["structure"])
+    return model
 
 
 def read_spec(folder: str | Path) -> dict[str, Any]:
@@ -51,10 +72,6 @@ def read_spec(folder: str | Path) -> dict[str, Any]:
 
 def load_model(folder: str | Path) -> nn.Module:
     """Rebuild the model from its spec and load its safetensors weights (eval mode)."""
-    from nnopt.models.base import build_model
-    from nnopt.recipe import resolve  # noqa: F401  (registries)
-    from nnopt.registry import MODELS
-
     folder = Path(folder)
     spec = read_spec(folder)
     path = folder / WEIGHTS
@@ -68,10 +85,7 @@ def load_model(folder: str | Path) -> nn.Module:
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise ModelFileError(f"{path} is corrupt: {exc}") from None
     try:
-        cfg = MODELS.get(spec["model"]["name"]).config.model_validate(spec["model"])
-        norm = spec.get("normalize") or {}
-        model = build_model(cfg, spec["input_shape"], spec["num_classes"],
-                            norm.get("mean"), norm.get("std"))
+        model = build_from_spec(spec)
         model.load_state_dict(tensors, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -38,10 +38,10 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
+        q, k, v = qkv.unbind(0)
         attn = (q @ k.transpose(-2, -1)) * self.head_dim ** -0.5
         out = attn.softmax(dim=-1) @ v
-        return self.proj(out.transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim))
+        return self.proj(out.transpose(1, 2).reshape(b, n, -1))
 
 
 class Block(nn.Module):

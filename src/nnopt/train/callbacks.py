@@ -53,6 +53,8 @@ class BestCheckpoint(Callback):
 
     def on_epoch_end(self, state: FitState) -> None:
         value = state.last.get(self.monitor)
+        if state.epoch < state.notes.get("select_from_epoch", 0):
+            return  # e.g. a pruning schedule has not reached its final sparsity yet
         if value is not None and self.sign * value > self.best:
             self.best, self.epoch = self.sign * value, state.epoch
             self.state = copy.deepcopy(state.model.state_dict())

@@ -16,7 +16,7 @@ def train(model: nn.Module, cfg: TrainConfig, ctx: RunContext) -> nn.Module:
     """Train with cross-entropy; keep the best-validation weights (never selected on test)."""
     model = copy.deepcopy(model)
     state = fit(model, ctx.data.train, config=cfg, val=ctx.data.val,
-                callbacks=ctx.callbacks(), stage=ctx.stage, seed=ctx.seed)
+                callbacks=ctx.callbacks(model), stage=ctx.stage, seed=ctx.seed)
     ctx.record("history", state.history)
     ctx.record("training", state.notes)
     return model

@@ -1,0 +1,64 @@
+"""Record and re-apply a model's shapes, so that a structurally pruned model rebuilds from its spec.
+
+A saved spec names the registered architecture and its config; pruning then shrinks layers. The
+difference (tensor shapes and the size attributes of layers) is stored as ``spec["structure"]``
+and applied to a freshly built model before its weights are loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+# size attributes that layers read in forward() or repr; tuples are stored as lists
+SIZE_ATTRS = ("in_channels", "out_channels", "in_features", "out_features", "num_features",
+              "normalized_shape", "num_heads", "head_dim", "num_channels", "num_groups",
+              "embed_dim")
+
+
+def _attrs(module: nn.Module) -> dict[str, Any]:
+    out = {}
+    for a in SIZE_ATTRS:
+        v = getattr(module, a, None)
+        if isinstance(v, (int, tuple)) and not isinstance(v, bool):
+            out[a] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def capture_structure(model: nn.Module, reference: nn.Module) -> dict[str, Any] | None:
+    """Shapes and size attributes where ``model`` differs from ``reference`` (None if nowhere)."""
+    ref_state = reference.state_dict()
+    tensors = {k: list(v.shape) for k, v in model.state_dict().items()
+               if k not in ref_state or tuple(ref_state[k].shape) != tuple(v.shape)}
+    ref_modules = dict(reference.named_modules())
+    attrs = {}
+    for name, module in model.named_modules():
+        mine = _attrs(module)
+        theirs = _attrs(ref_modules[name]) if name in ref_modules else {}
+        diff = {k: v for k, v in mine.items() if theirs.get(k) != v}
+        if diff:
+            attrs[name] = diff
+    if not tensors and not attrs:
+        return None
+    return {"tensors": tensors, "attrs": attrs}
+
+
+def apply_structure(model: nn.Module, structure: dict[str, Any]) -> nn.Module:
+    """Resize ``model`` in place to the recorded shapes (values are then loaded from weights)."""
+    modules = dict(model.named_modules())
+    for name, attrs in structure.get("attrs", {}).items():
+        module = modules[name]
+        for k, v in attrs.items():
+            setattr(module, k, tuple(v) if isinstance(v, list) else v)
+    for key, shape in structure.get("tensors", {}).items():
+        owner_name, _, attr = key.rpartition(".")
+        owner = modules[owner_name]
+        old = getattr(owner, attr)
+        new = torch.empty(shape, dtype=old.dtype)
+        if isinstance(old, nn.Parameter):
+            setattr(owner, attr, nn.Parameter(new, requires_grad=old.requires_grad))
+        else:
+            owner._buffers[attr] = new
+    return model
