@@ -46,6 +46,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("runs") / resolved.recipe.name)
     report = run_recipe(resolved, out, progress=not args.quiet)
     print(_results_table([s.name for s in report.stages], [s.metrics for s in report.stages]))
+    for s in report.stages:
+        for w in s.details.get("warnings", []):
+            print(f"warning: {s.name}: {w}")
     print(f"\nreport: {out / 'report.html'}  (also report.md, results.json, figures/, models/)")
     return 0
 

@@ -6,6 +6,7 @@ import base64
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from nnopt.fileio import atomic_write_json, atomic_write_text
@@ -58,6 +59,26 @@ def change(name: str, new: float, ref: float) -> str:
         return f"{ref / new:.2f}x smaller" if not name.startswith("latency_ms/") else \
             f"{ref / new:.2f}x faster"
     return f"{new / ref:.3g}x"
+
+
+# -- sections that techniques add -------------------------------------------------------------
+
+Section = Callable[["Doc", list[str], list[StageRecord], Path], None]
+SECTIONS: list[Section] = []
+
+
+def register_section(fn: Section) -> Section:
+    """Add a report section: ``fn(doc, labels, stage_records, figure_dir)`` renders what it finds
+    in the stages' details (and nothing when they hold none of its data)."""
+    SECTIONS.append(fn)
+    return fn
+
+
+def _warnings(doc: Doc, labels: list[str], records: list[StageRecord]) -> None:
+    rows = [[lab, w] for lab, s in zip(labels, records) for w in s.details.get("warnings", [])]
+    if rows:
+        doc.h2("Warnings")
+        doc.table(["stage", "warning"], rows)
 
 
 # -- documents ---------------------------------------------------------------------------------
@@ -198,8 +219,11 @@ def write_report(report: Report, folder: str | Path) -> None:
     _metrics_tables(doc, labels, [s.step for s in report.stages],
                     [s.seconds for s in report.stages], [s.metrics for s in report.stages],
                     "stage")
+    _warnings(doc, labels, report.stages)
     _latency_table(doc, labels, report.stages)
     _training(doc, labels, report.stages)
+    for section in SECTIONS:
+        section(doc, labels, report.stages, folder / "figures")
     points = [plots.Point(s.name, s.metrics, s.details.get("history")) for s in report.stages]
     targets = [t["name"] for t in report.recipe.get("targets", [])]
     _figures(doc, points, targets, folder / "figures")
@@ -244,8 +268,11 @@ def write_comparison(reports: list[tuple[str, Report]], folder: str | Path) -> N
     labels = [lab for lab, _ in recs]
     _metrics_tables(doc, labels, [s.step for _, s in recs], [s.seconds for _, s in recs],
                     [s.metrics for _, s in recs], "run/stage")
+    _warnings(doc, labels, [s for _, s in recs])
     _latency_table(doc, labels, [s for _, s in recs])
     _training(doc, labels, [s for _, s in recs])
+    for section in SECTIONS:
+        section(doc, labels, [s for _, s in recs], folder / "figures")
     points = [plots.Point(lab, s.metrics, s.details.get("history")) for lab, s in recs]
     targets = sorted({t["name"] for _, r in reports for t in r.recipe.get("targets", [])})
     _figures(doc, points, targets, folder / "figures")

@@ -1,3 +1,3 @@
 """Pruning and sparsification: masks, schedules, structured removal, lottery tickets, pre-flight."""
 
-from nnopt.compress.prune import lottery, step  # noqa: F401  (registration)
+from nnopt.compress.prune import lottery, report, step  # noqa: F401  (registration)
