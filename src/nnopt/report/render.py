@@ -56,8 +56,10 @@ def change(name: str, new: float, ref: float) -> str:
     if ref == 0 or new == 0:
         return "-"
     if name.startswith(LOWER_IS_BETTER):
-        return f"{ref / new:.2f}x smaller" if not name.startswith("latency_ms/") else \
-            f"{ref / new:.2f}x faster"
+        better, worse = (("faster", "slower") if name.startswith("latency_ms/")
+                         else ("smaller", "larger"))
+        ratio = ref / new
+        return f"{ratio:.2f}x {better}" if ratio >= 1 else f"{1 / ratio:.2f}x {worse}"
     return f"{new / ref:.3g}x"
 
 

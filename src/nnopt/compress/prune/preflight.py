@@ -91,10 +91,14 @@ def preflight(dense: nn.Module, pruned: nn.Module, example_for: Any,
             dense_ms, sparse_ms = onnx_model_times(dense, pruned, example, t.threads)
             how = "whole model: dense vs pruned weights (no sparse kernel in onnxruntime CPU)"
         pays = sparse_ms < dense_ms
-        results.append({"target": t.name, "runtime": t.runtime, "batch_size": t.batch_size,
-                        "threads": t.threads, "dense_ms": dense_ms, "sparse_ms": sparse_ms,
-                        "speedup": dense_ms / sparse_ms if sparse_ms else None,
-                        "pays_off": pays, "method": how, "layers": layers})
+        row = {"target": t.name, "runtime": t.runtime, "batch_size": t.batch_size,
+               "threads": t.threads, "dense_ms": dense_ms, "sparse_ms": sparse_ms,
+               "speedup": dense_ms / sparse_ms if sparse_ms else None,
+               "pays_off": pays, "method": how, "layers": layers}
+        if pays and t.runtime == "torch" and not t.sparse:
+            row["note"] = (f"Target '{t.name}' runs dense kernels; set 'sparse: true' on it to "
+                           "use the CSR path the pre-flight found faster.")
+        results.append(row)
         if not pays:
             warns.append(f"sparsity will not pay off in latency on '{t.name}' ({t.runtime}, "
                          f"batch {t.batch_size}, {t.threads} thread(s)): sparse {sparse_ms:.3f} ms "

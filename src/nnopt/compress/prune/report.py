@@ -12,7 +12,7 @@ from nnopt.report.render import Doc, register_section
 
 
 def _short(name: str) -> str:
-    return name.removeprefix("net.").removesuffix(".weight")
+    return name.removesuffix(".weight")
 
 
 @register_section
@@ -52,10 +52,15 @@ def preflight_section(doc: Doc, labels: list[str], records: list[StageRecord], f
                          "yes" if r["pays_off"] else "NO", r["method"]])
     if rows:
         doc.h2("Will sparsity be faster here? (pre-flight)")
-        doc.p("Measured before fine-tuning on each target: the pruned layers timed dense and on "
-              "the sparse kernel the runtime has. 'NO' means the sparse path is not faster there.")
+        doc.p("Measured before fine-tuning, at the requested sparsity, on each target's runtime, "
+              "batch and threads: the prunable layers timed dense and on the sparse kernel the "
+              "runtime has. 'NO' means the sparse path is not faster there.")
         doc.table(["stage", "target", "runtime", "batch", "threads", "dense ms", "sparse ms",
                    "speedup", "pays off", "how"], rows)
+        notes = [n for s in records for r in s.details.get("preflight", [])
+                 if (n := r.get("note"))]
+        for note in dict.fromkeys(notes):
+            doc.p(note)
 
 
 @register_section

@@ -133,6 +133,24 @@ def _latency_budget(model: nn.Module, cfg: PruneConfig, ctx: RunContext):  # noq
     return lambda m: ms(m) <= limit
 
 
+def _preflight(dense: nn.Module, cfg: PruneConfig, ctx: RunContext,
+               amount: float | dict[str, float], scope: str) -> None:
+    """Before any fine-tuning: the requested sparsity (magnitude masks standing in for scores
+    that only training can give) timed dense vs sparse on every target."""
+    trial = copy.deepcopy(dense)
+    weights = M.prunable_weights(trial, cfg.exclude)
+    if cfg.method == "nm":
+        masks = M.nm_masks(weights, cfg.n, cfg.m)
+    elif cfg.method == "random":
+        masks = M.random_masks(weights, amount, scope, seed=ctx.seed)
+    else:
+        masks = M.magnitude_masks(weights, amount, scope)
+    M.apply_masks(trial, masks)
+    results, warns = preflight(dense, trial, ctx.example, ctx.targets)
+    ctx.record("preflight", results)
+    ctx.warn(*warns)
+
+
 def _unstructured(dense: nn.Module, model: nn.Module, cfg: PruneConfig, ctx: RunContext) -> None:
     weights = M.prunable_weights(model, cfg.exclude)
     if not weights:
@@ -150,6 +168,8 @@ def _unstructured(dense: nn.Module, model: nn.Module, cfg: PruneConfig, ctx: Run
         ctx.record("sensitivity", {**scan, "tolerance": cfg.sensitivity_tolerance,
                                    "derived": amount})
     scope = "layer" if isinstance(amount, dict) else cfg.scope
+    if cfg.preflight and ctx.targets:
+        _preflight(dense, cfg, ctx, amount, scope)
     if cfg.schedule == "gradual":
         if isinstance(amount, dict):
             raise NnoptError("gradual pruning takes one amount; per-layer amounts are one-shot")
@@ -174,7 +194,3 @@ def _unstructured(dense: nn.Module, model: nn.Module, cfg: PruneConfig, ctx: Run
     ctx.record("sparsity", M.sparsity(model, list(weights)))
     ctx.record("pruning", {"method": cfg.method, "pattern": pattern, "scope": scope,
                            "global_sparsity": M.global_sparsity(model, list(weights))})
-    if cfg.preflight and ctx.targets:
-        results, warns = preflight(dense, model, ctx.example, ctx.targets)
-        ctx.record("preflight", results)
-        ctx.warn(*warns)
