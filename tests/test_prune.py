@@ -290,3 +290,13 @@ def test_lottery_rounds_and_control(tmp_path):
     assert rows[2]["remaining"] == pytest.approx(0.25, abs=0.01)
     assert all("random_test_accuracy" in r for r in rows[1:])
     assert (out / "figures/lottery_lottery.png").is_file()
+
+
+def test_latency_budget_names_an_unknown_target(tmp_path):
+    import yaml
+
+    raw = tiny_raw(stages=[{"prune": {"method": "channel", "keep_latency": 0.5,
+                                      "budget_target": "phone"}}])
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    code = main(["run", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "o"), "--quiet"])
+    assert code == 2 and not (tmp_path / "o").exists()
