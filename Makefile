@@ -38,7 +38,13 @@ data:
 
 benchmarks: setup data
 	$(BIN)/python benchmarks/fit_overhead.py
-	$(BIN)/python benchmarks/latency_stability.py
+	$(BIN)/nnopt run recipes/quickstart.yaml --out runs/quickstart --quiet
+	$(BIN)/python benchmarks/latency_stability.py --model-dir runs/quickstart/models/train
+	$(BIN)/python benchmarks/prune_structured.py --run runs/prune-channels
+	$(BIN)/nnopt sweep recipes/prune-sparsity.yaml --out runs/sparsity-sweep \
+	  --grid stages.1.prune.amount=0.5,0.9,0.95,0.98
+	$(BIN)/python benchmarks/lottery.py --out runs/lottery-bench
+	$(BIN)/python benchmarks/gpu_sparse24.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -54,7 +54,7 @@ def preflight_section(doc: Doc, labels: list[str], records: list[StageRecord], f
         doc.h2("Will sparsity be faster here? (pre-flight)")
         doc.p("Measured before fine-tuning, at the requested sparsity, on each target's runtime, "
               "batch and threads: the prunable layers timed dense and on the sparse kernel the "
-              "runtime has. 'NO' means the sparse path is not faster there.")
+              "runtime has. 'NO' means the sparse path is not at least 5% faster there.")
         doc.table(["stage", "target", "runtime", "batch", "threads", "dense ms", "sparse ms",
                    "speedup", "pays off", "how"], rows)
         notes = [n for s in records for r in s.details.get("preflight", [])
