@@ -116,10 +116,21 @@ def training_curves(points: list[Point], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _unit(name: str) -> tuple[float, str]:
+    if name == "accuracy" or name.startswith(("accuracy/", "robust_accuracy/")):
+        return 100.0, "%"
+    if name.endswith("_bytes"):
+        return 1 / 1024, "KiB"
+    if name.startswith("latency_ms/"):
+        return 1.0, "ms"
+    return 1.0, ""
+
+
 def sweep_curves(xs: list[Any], series: dict[str, list[float | None]], xlabel: str,
                  path: Path) -> Path | None:
     """One small panel per metric: the metric against the swept value."""
-    series = {k: v for k, v in series.items() if any(y is not None for y in v)}
+    series = {k: v for k, v in series.items()
+              if len({y for y in v if y is not None}) > 1}  # constant metrics say nothing here
     if not series:
         return None
     n = len(series)
@@ -130,8 +141,9 @@ def sweep_curves(xs: list[Any], series: dict[str, list[float | None]], xlabel: s
     pos = xs if numeric else list(range(len(xs)))
     for ax, (name, ys) in zip(axes.flat, series.items()):
         keep = [(x, y) for x, y in zip(pos, ys) if y is not None]
-        ax.plot([k[0] for k in keep], [k[1] for k in keep], marker="o")
-        ax.set_title(name, fontsize=9)
+        scale, unit = _unit(name)
+        ax.plot([k[0] for k in keep], [k[1] * scale for k in keep], marker="o")
+        ax.set_title(f"{name} ({unit})" if unit else name, fontsize=9)
         ax.set_xlabel(xlabel, fontsize=8)
         if not numeric:
             ax.set_xticks(pos, [str(x) for x in xs], fontsize=8)

@@ -15,7 +15,7 @@ from nnopt.errors import NnoptError, RecipeError
 from nnopt.fileio import atomic_write_json, atomic_write_text
 from nnopt.report import plots
 from nnopt.report.model import RESULTS, load_report
-from nnopt.report.render import Doc, _figures, _metrics_tables, metric_columns
+from nnopt.report.render import Doc, _figures, _metrics_tables, fmt, metric_columns
 from nnopt.search.executors import Executor
 
 
@@ -156,7 +156,11 @@ def write_sweep_report(recipe_path: str, grid: list[tuple[str, list[Any]]],
         doc.h2("Figures")
         if fig:
             extra = "" if len(grid) == 1 else " (other grid keys at their first value)"
-            doc.figure(fig, f"Each metric against {key}{extra}")
+            doc.figure(fig, f"Each metric that varies, against {key}{extra}")
+        constant = [c for c, ys in by_first.items() if len({y for y in ys if y is not None}) == 1]
+        if constant:
+            doc.p("The same in every variant: " + ", ".join(
+                f"{c} = {fmt(c, by_first[c][0])}" for c in constant) + ".")
         points = [plots.Point(r.name, r.metrics) for r in ok]
         targets = sorted({k.split("/", 1)[1] for r in ok for k in r.metrics
                           if k.startswith("latency_ms/")})

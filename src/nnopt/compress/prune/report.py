@@ -108,6 +108,7 @@ def lottery_section(doc: Doc, labels: list[str], records: list[StageRecord], fig
                     [100 * r["random_test_accuracy"] for r in rand], marker="s",
                     label="random re-init, same masks")
         ax.set_xscale("log")
+        ax.set_xticks([100, 50, 20, 10, 5, 2, 1], ["100", "50", "20", "10", "5", "2", "1"])
         ax.invert_xaxis()
         ax.set(xlabel="weights remaining (%)", ylabel="test accuracy (%)", title="lottery ticket")
         ax.grid(alpha=0.3)
