@@ -133,12 +133,13 @@ def _latency_budget(model: nn.Module, cfg: PruneConfig, ctx: RunContext):  # noq
     return lambda m: ms(m) <= limit
 
 
-def _preflight(dense: nn.Module, cfg: PruneConfig, ctx: RunContext,
+def _preflight(dense: nn.Module, cfg: PruneConfig, ctx: RunContext, names: list[str],
                amount: float | dict[str, float], scope: str) -> None:
     """Before any fine-tuning: the requested sparsity (magnitude masks standing in for scores
     that only training can give) timed dense vs sparse on every target."""
     trial = copy.deepcopy(dense)
     weights = M.prunable_weights(trial, cfg.exclude)
+    weights = {n: w for n, w in weights.items() if n in names}
     if cfg.method == "nm":
         masks = M.nm_masks(weights, cfg.n, cfg.m)
     elif cfg.method == "random":
@@ -153,6 +154,12 @@ def _preflight(dense: nn.Module, cfg: PruneConfig, ctx: RunContext,
 
 def _unstructured(dense: nn.Module, model: nn.Module, cfg: PruneConfig, ctx: RunContext) -> None:
     weights = M.prunable_weights(model, cfg.exclude)
+    if cfg.method == "nm":  # N:M groups run along a layer's inputs, which must divide by M
+        skipped = [n for n, w in weights.items() if w[0].numel() % cfg.m]
+        weights = {n: w for n, w in weights.items() if n not in skipped}
+        if skipped:
+            ctx.warn(f"{cfg.n}:{cfg.m} skips layers whose inputs per output are not a multiple "
+                     f"of {cfg.m}: {', '.join(n.removesuffix('.weight') for n in skipped)}")
     if not weights:
         raise NnoptError("nothing to prune: the model has no Linear/Conv weights (after exclude)")
     amount: float | dict[str, float] = cfg.amount
@@ -169,7 +176,7 @@ def _unstructured(dense: nn.Module, model: nn.Module, cfg: PruneConfig, ctx: Run
                                    "derived": amount})
     scope = "layer" if isinstance(amount, dict) else cfg.scope
     if cfg.preflight and ctx.targets:
-        _preflight(dense, cfg, ctx, amount, scope)
+        _preflight(dense, cfg, ctx, list(weights), amount, scope)
     if cfg.schedule == "gradual":
         if isinstance(amount, dict):
             raise NnoptError("gradual pruning takes one amount; per-layer amounts are one-shot")
