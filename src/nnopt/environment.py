@@ -19,6 +19,22 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+INTERESTING_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16",
+                     "amx_int8", "amx_bf16", "f16c")
+
+
+def cpu_flags() -> list[str]:
+    """The CPU feature flags that decide which int8/fp16 kernels are fast (x86 Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in INTERESTING_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
 def environment() -> dict[str, Any]:
     """Versions and hardware, as recorded in results.json."""
     import numpy
@@ -35,5 +51,5 @@ def environment() -> dict[str, Any]:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"nnopt": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "onnxruntime": ort_version, "numpy": numpy.__version__, "platform": platform.platform(),
-            "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpu": cpu_model(), "cpu_flags": " ".join(cpu_flags()), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "gpu": gpu, "executable": sys.executable}

@@ -1,3 +1,3 @@
-"""Model reduction: pruning (and, in later issues, quantization, distillation, factorization)."""
+"""Model reduction and deployment: pruning, quantization (export, int8, deployment choice)."""
 
-from nnopt.compress import prune  # noqa: F401  (registers the prune and lottery steps)
+from nnopt.compress import prune, quantize  # noqa: F401  (registers their steps)

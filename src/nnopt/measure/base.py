@@ -40,6 +40,11 @@ class Measurement:
         return example_batch(self.data.test.x, batch_size)
 
 
+def runtime_of(model: nn.Module) -> str:
+    """'torch' for ordinary modules; deployed artifacts (ONNX) name their own runtime."""
+    return getattr(model, "runtime", "torch")
+
+
 def example_batch(x: torch.Tensor, batch_size: int) -> torch.Tensor:
     """The first ``batch_size`` rows of ``x``, repeated if ``x`` is shorter."""
     reps = -(-batch_size // len(x))

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from nnopt.measure.base import Measurement
+from nnopt.measure.base import Measurement, runtime_of
 from nnopt.measure.runtimes import export_onnx, onnx_runner, torch_runner, torch_threads
 from nnopt.recipe import Target
 from nnopt.registry import METRICS
@@ -47,12 +47,16 @@ def time_calls(fn: Callable[[], object], *, warmup: int = 10, repeats: int = 50,
 def measure_target(m: Measurement, target: Target) -> dict[str, Any]:
     """Time the stage's model on one target; the record names runtime, threads and batch."""
     example = m.example(target.batch_size)
+    artifact = runtime_of(m.model) != "torch"  # a deployed ONNX file runs on its own runtime
     with torch_threads(target.threads):
-        if target.runtime == "onnxruntime":
-            path = m.work_dir / "model.onnx"
-            if not path.is_file():
-                export_onnx(m.model, path, m.example(1))
-            fn = onnx_runner(path, example, target.threads)
+        if target.runtime == "onnxruntime" or artifact:
+            if hasattr(m.model, "onnx_bytes"):
+                fn = onnx_runner(m.model.onnx_bytes, example, target.threads)
+            else:
+                path = m.work_dir / "model.onnx"
+                if not path.is_file():
+                    export_onnx(m.model, path, m.example(1))
+                fn = onnx_runner(path, example, target.threads)
         elif target.sparse:
             from nnopt.compress.prune.sparse_exec import to_sparse
 
@@ -61,8 +65,11 @@ def measure_target(m: Measurement, target: Target) -> dict[str, Any]:
             fn = torch_runner(m.model, example)
         stats = time_calls(fn, warmup=target.warmup, repeats=target.repeats,
                            min_seconds=target.min_seconds)
-    return {"runtime": target.runtime + ("+csr" if target.sparse else ""),
-            "threads": target.threads, "batch_size": target.batch_size, **stats}
+    runtime = target.runtime + ("+csr" if target.sparse else "")
+    if artifact and target.runtime != runtime_of(m.model):
+        runtime = f"{runtime_of(m.model)} (deployed artifact)"
+    return {"runtime": runtime, "threads": target.threads, "batch_size": target.batch_size,
+            **stats}
 
 
 @METRICS.register("latency", produces=["latency_ms/<target>"])

@@ -21,6 +21,9 @@ def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor,
     """Export ``model`` to one self-contained ONNX file with a dynamic batch axis."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "onnx_bytes"):  # already an ONNX artifact
+        path.write_bytes(model.onnx_bytes)
+        return path
     model = model.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -41,7 +44,8 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def ort_session(path: str | Path, threads: int):  # -> onnxruntime.InferenceSession
+def ort_session(path: str | Path | bytes, threads: int):  # -> onnxruntime.InferenceSession
+    """A CPU session with ``threads`` intra-op threads, from a file or the model's bytes."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -50,7 +54,8 @@ def ort_session(path: str | Path, threads: int):  # -> onnxruntime.InferenceSess
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    source = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
 
 
 def torch_runner(model: nn.Module, example: torch.Tensor) -> Callable[[], object]:
@@ -64,7 +69,7 @@ def torch_runner(model: nn.Module, example: torch.Tensor) -> Callable[[], object
     return run
 
 
-def onnx_runner(onnx_path: str | Path, example: torch.Tensor, threads: int
+def onnx_runner(onnx_path: str | Path | bytes, example: torch.Tensor, threads: int
                 ) -> Callable[[], object]:
     """A no-argument callable running one ONNX Runtime inference on ``example``."""
     sess = ort_session(onnx_path, threads)

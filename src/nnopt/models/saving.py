@@ -31,6 +31,8 @@ def save_model(model: nn.Module, folder: str | Path) -> Path:
     if not isinstance(spec, dict):
         raise NnoptError("only models built by nnopt (with a spec) can be saved")
     folder = Path(folder)
+    if hasattr(model, "save_to"):  # a deployed artifact (e.g. ONNX) saves its own file
+        return model.save_to(folder)
     spec = {k: v for k, v in spec.items() if k != "structure"}
     structure = capture_structure(model, build_from_spec(spec))
     if structure is not None:
@@ -65,7 +67,7 @@ def read_spec(folder: str | Path) -> dict[str, Any]:
         spec = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path} is corrupt: {exc}") from None
-    if not isinstance(spec, dict) or spec.get("format") != "nnopt-model":
+    if not isinstance(spec, dict) or spec.get("format") not in ("nnopt-model", "nnopt-onnx"):
         raise ModelFileError(f"{path} is not an nnopt model spec")
     return spec
 
@@ -74,6 +76,10 @@ def load_model(folder: str | Path) -> nn.Module:
     """Rebuild the model from its spec and load its safetensors weights (eval mode)."""
     folder = Path(folder)
     spec = read_spec(folder)
+    if spec.get("format") == "nnopt-onnx":
+        from nnopt.compress.quantize.onnx_model import load_onnx_model
+
+        return load_onnx_model(folder, spec)
     path = folder / WEIGHTS
     if not path.is_file():
         raise ModelFileError(f"no saved model in {folder}: {WEIGHTS} is missing")

@@ -113,7 +113,7 @@ class Doc:
                 out += [val, ""]
             elif kind == "table":
                 header, rows = val
-                out.append("| " + " | ".join(header) + " |")
+                out.append("| " + " | ".join(h.replace("|", "\\|") for h in header) + " |")
                 out.append("|" + "|".join("---" for _ in header) + "|")
                 out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
                 out.append("")

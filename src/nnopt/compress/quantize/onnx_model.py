@@ -1,0 +1,84 @@
+"""A deployed ONNX artifact (fp32 export or int8 quantized) as an nn.Module of the run.
+
+Its forward runs ONNX Runtime, so every metric measures the artifact that ships, not a
+simulation. It is saved as ``model.onnx`` plus ``spec.json``; it runs only on the onnxruntime
+runtime (PyTorch-only metrics such as MACs are absent for it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from nnopt.errors import ModelFileError
+from nnopt.fileio import atomic_write_bytes, atomic_write_json
+
+ONNX_FILE = "model.onnx"
+
+
+class OnnxModel(nn.Module):
+    """Runs an ONNX graph with ONNX Runtime on CPU; ``spec`` says where it came from."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, onnx_bytes: bytes, spec: dict[str, Any], threads: int = 1) -> None:
+        super().__init__()
+        self.onnx_bytes = onnx_bytes
+        self.spec = spec
+        self.threads = threads
+        self._session: Any = None
+
+    def session(self, threads: int | None = None):  # -> onnxruntime.InferenceSession
+        from nnopt.measure.runtimes import ort_session
+
+        if threads is not None and threads != self.threads:
+            return ort_session(self.onnx_bytes, threads)
+        if self._session is None:
+            self._session = ort_session(self.onnx_bytes, self.threads)
+        return self._session
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sess = self.session()
+        out = sess.run(None, {sess.get_inputs()[0].name: np.ascontiguousarray(x.numpy())})[0]
+        return torch.from_numpy(out)
+
+    def __deepcopy__(self, memo: dict) -> OnnxModel:
+        return OnnxModel(self.onnx_bytes, dict(self.spec), self.threads)
+
+    def __getstate__(self) -> dict:
+        raise TypeError("OnnxModel is saved with save_model(), never pickled")
+
+    def param_count(self) -> int:
+        """Elements of the graph's weight initializers (quantization scales and zero points
+        excluded)."""
+        graph = onnx.load_from_string(self.onnx_bytes).graph
+        return int(sum(np.prod(t.dims) for t in graph.initializer
+                       if not t.name.endswith(("_scale", "_zero_point")) and len(t.dims) > 0))
+
+    def save_to(self, folder: Path) -> Path:
+        atomic_write_bytes(folder / ONNX_FILE, self.onnx_bytes)
+        atomic_write_json(folder / "spec.json", {
+            **self.spec, "format": "nnopt-onnx",
+            "weights_sha256": hashlib.sha256(self.onnx_bytes).hexdigest()})
+        return folder / ONNX_FILE
+
+
+def load_onnx_model(folder: Path, spec: dict[str, Any]) -> OnnxModel:
+    path = folder / ONNX_FILE
+    if not path.is_file():
+        raise ModelFileError(f"no saved model in {folder}: {ONNX_FILE} is missing")
+    blob = path.read_bytes()
+    if spec.get("weights_sha256") not in (None, hashlib.sha256(blob).hexdigest()):
+        raise ModelFileError(f"{path} is corrupt: its SHA-256 does not match spec.json")
+    try:
+        onnx.checker.check_model(onnx.load_from_string(blob))
+    except Exception as exc:  # noqa: BLE001  (onnx raises several types for bad files)
+        raise ModelFileError(f"{path} is corrupt: {str(exc).splitlines()[0]}") from None
+    return OnnxModel(blob, {k: v for k, v in spec.items() if k != "weights_sha256"})
+
