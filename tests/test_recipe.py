@@ -107,3 +107,11 @@ def test_override_errors_name_the_set():
         apply_override(tiny_raw(), "data.limit")
     with pytest.raises(RecipeError, match=r"--set stages.train.epochs=0: stages\[0\].train.epochs"):
         resolve_with_overrides(tiny_raw(), ["stages.train.epochs=0"])
+
+
+def test_stage_from_names_an_earlier_stage():
+    r = resolve(tiny_raw(stages=[{"train": {}}, {"train": {}, "from": "train"}]))
+    assert r.stages[1].source == "train" and r.to_dict()["stages"][1]["from"] == "train"
+    with pytest.raises(RecipeError, match="'from: trian' must name an earlier stage "
+                                          "\\(did you mean 'train'\\?\\)"):
+        resolve(tiny_raw(stages=[{"train": {}}, {"train": {}, "from": "trian"}]))

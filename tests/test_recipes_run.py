@@ -14,13 +14,25 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST_TARGET = ["warmup=1", "repeats=5", "min_seconds=0"]
 
 
+def _epoch_keys(cfg: dict, prefix: str = "") -> list[str]:
+    """Dotted paths of every 'epochs' (and lottery 'rounds') in a nested stage config."""
+    out = []
+    for k, v in cfg.items():
+        if k in ("epochs", "rounds"):
+            out.append(prefix + k)
+        elif isinstance(v, dict):
+            out += _epoch_keys(v, f"{prefix}{k}.")
+    return out
+
+
 def tiny_overrides(recipe: Path) -> list[str]:
     raw, _ = load_raw(recipe)
     sets = ["data.limit=256", "data.eval_limit=128"]
     for i, stage in enumerate(raw.get("stages", [])):
-        (step, cfg), = stage.items()
-        if "epochs" in (cfg or {}) or step == "train":
+        step = next(k for k in stage if k != "from")
+        if step == "train":
             sets.append(f"stages.{i}.{step}.epochs=1")
+        sets += [f"stages.{i}.{step}.{path}=1" for path in _epoch_keys(stage[step] or {})]
     for i, _ in enumerate(raw.get("targets", [])):
         sets += [f"targets.{i}.{kv}" for kv in FAST_TARGET]
     return sets

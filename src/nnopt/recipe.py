@@ -56,6 +56,7 @@ class StageSpec(BaseModel):
     step: str
     name: str
     config: Any
+    source: str | None = None  # the earlier stage whose model this stage starts from
 
 
 class Recipe(Strict):
@@ -94,7 +95,8 @@ class ResolvedRecipe(BaseModel):
         out = self.recipe.model_dump(mode="json")
         out["data"] = self.data.model_dump(mode="json")
         out["model"] = self.model.model_dump(mode="json")
-        out["stages"] = [{s.step: s.config.model_dump(mode="json")} for s in self.stages]
+        out["stages"] = [{s.step: s.config.model_dump(mode="json"),
+                          **({"from": s.source} if s.source else {})} for s in self.stages]
         return out
 
 
@@ -212,11 +214,19 @@ def resolve(raw: Any, *, source: str = "recipe", text: str | None = None,
     stages: list[StageSpec] = []
     for i, item in enumerate(recipe.stages):
         loc: Loc = ("stages", i)
-        if not isinstance(item, dict) or len(item) != 1:
-            errors.append(f"{where(loc)}: each stage is a mapping with one step name, e.g. "
-                          f"'- train: {{epochs: 5}}'; valid steps: {', '.join(STEPS.names())}")
+        source = item.get("from") if isinstance(item, dict) else None
+        keys = [k for k in item if k != "from"] if isinstance(item, dict) else []
+        if len(keys) != 1:
+            errors.append(f"{where(loc)}: each stage is a mapping with one step name (and "
+                          f"optionally 'from: STAGE'), e.g. '- train: {{epochs: 5}}'; valid "
+                          f"steps: {', '.join(STEPS.names())}")
             continue
-        (step, cfg), = item.items()
+        step, cfg = keys[0], item[keys[0]]
+        if source is not None and source not in {s.name for s in stages}:
+            errors.append(f"{where(loc + ('from',))}: 'from: {source}' must name an earlier "
+                          f"stage{did_you_mean(str(source), [s.name for s in stages])}; earlier "
+                          f"stages: {', '.join(s.name for s in stages) or 'none'}")
+            continue
         if step not in STEPS:
             errors.append(f"{where(loc + (step,))}: {unknown_choice('step', step, STEPS.names())}")
             continue
@@ -226,7 +236,7 @@ def resolve(raw: Any, *, source: str = "recipe", text: str | None = None,
             name, k = step, 2
             while name in taken:
                 name, k = f"{step}-{k}", k + 1
-            stages.append(StageSpec(step=step, name=name, config=config))
+            stages.append(StageSpec(step=step, name=name, config=config, source=source))
     _raise(errors)
     return ResolvedRecipe(recipe=recipe, data=data, model=model, stages=stages)
 
@@ -292,7 +302,7 @@ def _list_index(node: list[Any], part: str, assignment: str, loc: list[str | int
                               f"{format_loc(tuple(loc))} (length {len(node)})")
         return idx % len(node)
     for idx, item in enumerate(node):
-        if isinstance(item, dict) and part in item:
+        if isinstance(item, dict) and part in item and part != "from":
             if item[part] is None:
                 item[part] = {}
             return idx

@@ -72,7 +72,8 @@ def run_recipe(resolved: ResolvedRecipe, out_dir: str | Path, *, progress: bool 
             log.info("stage %s (%s)", spec.name, spec.step)
             start = time.perf_counter()
             seed_everything(recipe.seed)
-            out = STEPS.get(spec.step).fn(model, spec.config, ctx)
+            source = ctx.models[spec.source] if spec.source else model
+            out = STEPS.get(spec.step).fn(source, spec.config, ctx)
             if not isinstance(out, nn.Module):
                 raise NnoptError(f"step '{spec.step}' returned {type(out).__name__}, not a model")
             seconds = time.perf_counter() - start

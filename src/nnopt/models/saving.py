@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -18,6 +19,10 @@ from nnopt.fileio import atomic_write_bytes, atomic_write_json
 from nnopt.models.structure import apply_structure, capture_structure
 
 WEIGHTS, SPEC = "model.safetensors", "spec.json"
+
+# Module-level rewrites (e.g. QAT wrappers) that a spec lists under "transforms": each kind's
+# function re-applies its rewrite to a freshly built model before the weights are loaded.
+TRANSFORMS: dict[str, Callable[[nn.Module, dict[str, Any]], None]] = {}
 
 
 def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -54,6 +59,11 @@ def build_from_spec(spec: dict[str, Any]) -> nn.Module:
                         norm.get("std"))
     model.spec = {**model.spec, **{k: v for k, v in spec.items()
                                    if k not in model.spec and k != "weights_sha256"}}
+    for transform in spec.get("transforms", []):  # module rewrites first: structure names
+        kind = transform.get("kind")                # refer to the rewritten modules
+        if kind not in TRANSFORMS:
+            raise ModelFileError(f"the spec needs transform '{kind}', which this nnopt lacks")
+        TRANSFORMS[kind](model, transform)
     if spec.get("structure"):
         apply_structure(model, spec["structure"])
     return model

@@ -47,3 +47,35 @@ def deployment_section(doc: Doc, labels: list[str], records: list[StageRecord],
                         f"{r['ort_int8_ms']:.4f}", f"{r['runtime_effect']:.2f}x",
                         f"{r['precision_effect']:.2f}x", f"{r['total']:.2f}x",
                         "yes" if r["int8_faster"] else "no"] for r in rows])
+
+
+@register_section
+def qat_section(doc: Doc, labels: list[str], records: list[StageRecord], figs: Path) -> None:
+    for lab, s in zip(labels, records):
+        q = s.details.get("qat")
+        if q:
+            doc.h2(f"Quantization-aware training ({lab})")
+            doc.p(f"Mean weight bits: {q['mean_w_bits']:.2f}; the weight codes packed at their "
+                  f"bit widths take {q['packed_weight_bytes'] / 1024:.1f} KiB (computed, "
+                  "scales and biases not included).")
+            doc.table(["layer", "weight bits", "input bits", "weight SQNR (dB)"],
+                      [[n, str(r["w_bits"]), str(r["a_bits"] or "float"), f"{r['sqnr_db']:.1f}"]
+                       for n, r in q["layers"].items()])
+        mp = s.details.get("mixed_precision")
+        if mp:
+            doc.h2(f"Mixed precision ({lab})")
+            sens = mp["sensitivity"]
+            bits = sorted({int(b) for v in sens["layers"].values() for b in v["bits"]})
+            doc.p(f"Budget: {mp['budget_bits']} bits per weight on average. Validation accuracy "
+                  f"with only that layer quantized (float model: "
+                  f"{100 * sens['base_accuracy']:.2f}%), and the bits assigned.")
+            doc.table(["layer", "params"] + [f"{b}-bit acc" for b in bits] + ["assigned"],
+                      [[n, str(v["params"])] + [f"{100 * v['bits'][b]['accuracy']:.2f}%"
+                                                if b in v["bits"] else
+                                                f"{100 * v['bits'][str(b)]['accuracy']:.2f}%"
+                                                for b in bits] + [str(mp["assigned"][n])]
+                       for n, v in sens["layers"].items()])
+        sq = s.details.get("weight_sqnr_int8")
+        if sq:
+            doc.h2(f"Per-layer weight SQNR at int8 ({lab})")
+            doc.table(["layer", "SQNR (dB)"], [[n, f"{v:.1f}"] for n, v in sq.items()])

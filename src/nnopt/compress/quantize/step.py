@@ -11,7 +11,9 @@ from torch import nn
 
 from nnopt.compress.quantize.deploy import effects, latency_on
 from nnopt.compress.quantize.export import equivalence, onnx_bytes
+from nnopt.compress.quantize.mixed import weight_sqnr
 from nnopt.compress.quantize.onnx_model import OnnxModel
+from nnopt.compress.quantize.qat import has_qat, snap_for_deploy
 from nnopt.compress.quantize.ort import choose_weight_type, integer_ops, quantize_onnx
 from nnopt.context import RunContext
 from nnopt.errors import NnoptError
@@ -67,9 +69,14 @@ def quantize(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext) -> nn.Modul
     """Quantize to int8 for ONNX Runtime (static QDQ or dynamic) and measure what it bought."""
     if isinstance(model, OnnxModel) and model.spec.get("precision") != "fp32":
         raise NnoptError("the model is already quantized; quantize a PyTorch or fp32 ONNX model")
-    fp32_bytes = onnx_bytes(model, ctx.example(1))
     torch_model = next((m for m in [model, *reversed(ctx.models.values())]
                         if not isinstance(m, OnnxModel)), None)  # the PyTorch source, if any
+    if has_qat(model):  # QAT: deploy the learned quantized weights as real int8
+        model = snap_for_deploy(model)
+        torch_model = model
+    fp32_bytes = onnx_bytes(model, ctx.example(1))
+    if torch_model is not None:
+        ctx.record("weight_sqnr_int8", weight_sqnr(torch_model, 8, cfg.per_channel))
     fp32 = OnnxModel(fp32_bytes, {"source": getattr(model, "spec", {}), "precision": "fp32",
                                   "runtime": "onnxruntime"})
     wtype, why = choose_weight_type(cfg.weight_type)
