@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import tiny_raw
+from nnopt.compress.quantize import deploy, ort
+from nnopt.compress.quantize.export import onnx_bytes
+from nnopt.compress.quantize.fake_quant import (act_qparams, dequantize, fake_quant,
+                                                lsq_fake_quant, qrange, quantize, sqnr_db,
+                                                weight_scale)
+from nnopt.compress.quantize.mixed import assign_bits, quantized_weight
+from nnopt.compress.quantize.onnx_model import OnnxModel
+from nnopt.compress.quantize.qat import apply_plan, plan, snap_for_deploy
+from nnopt.data import load_data
+from nnopt.models import build_model, load_model, save_model
+from nnopt.recipe import Target, resolve
+from nnopt.registry import MODELS
+from nnopt.train import TrainConfig, fit
+from nnopt.train.fit import predict
+
+
+@settings(max_examples=60, deadline=None)
+@given(bits=st.integers(2, 8), seed=st.integers(0, 10_000), signed=st.booleans())
+def test_quantize_dequantize_error_is_at_most_half_a_step(bits, seed, signed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, generator=g) * 3
+    if signed:
+        scale, zp = weight_scale(x, bits, per_channel=False), 0.0
+    else:
+        scale, zp = act_qparams(x.min(), x.max(), bits)
+    qmin, qmax = qrange(bits, signed)
+    q = quantize(x, scale, zp, qmin, qmax)
+    assert torch.equal(q, q.round()) and q.min() >= qmin and q.max() <= qmax
+    err = (dequantize(q, scale, zp) - x).abs().max()
+    assert err <= scale.max() / 2 + 1e-5
+
+
+def test_fake_quant_has_a_straight_through_gradient():
+    x = torch.linspace(-1, 1, 11, requires_grad=True)
+    fake_quant(x, torch.tensor(0.1), 0.0, -127, 127).sum().backward()
+    assert torch.equal(x.grad, torch.ones(11))
+
+
+def test_lsq_gradient_follows_the_paper():
+    w = torch.tensor([0.26, -0.74, 5.0])  # codes 2.6 (inside), -7.4 and 50 (clamped)
+    s = torch.tensor([0.1], requires_grad=True)
+    qmin, qmax = qrange(4, True)
+    lsq_fake_quant(w, s, qmin, qmax).sum().backward()
+    g = 1 / math.sqrt(3 * qmax)
+    inside = 2.6
+    expected = (round(inside) - inside) + qmin + qmax  # round(v) - v inside, the bound outside
+    assert s.grad.item() == pytest.approx(g * expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("bits,floor_db", [(8, 38.0), (6, 26.0), (4, 14.0), (3, 8.0), (2, 1.5)])
+def test_weight_sqnr_floors_per_bit_width(bits, floor_db):
+    w = torch.randn(64, 256, generator=torch.Generator().manual_seed(0))
+    assert sqnr_db(w, quantized_weight(w, bits, per_channel=True)) >= floor_db
+
+
+def test_per_channel_beats_per_tensor_on_uneven_rows():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(32, 64, generator=g) * torch.logspace(-2, 0, 32)[:, None]
+    assert sqnr_db(w, quantized_weight(w, 8, True)) > sqnr_db(w, quantized_weight(w, 8, False)) + 6
+
+
+@pytest.fixture(scope="module")
+def trained():
+    r = resolve(tiny_raw(data={"name": "digits"}, model={"name": "cnn", "width": 8,
+                                                          "hidden": 32, "depth": 1}))
+    data = load_data(r.data)
+    torch.manual_seed(0)
+    model = build_model(r.model, data.input_shape, data.num_classes, data.mean, data.std)
+    fit(model, data.train, config=TrainConfig(epochs=5, lr=0.01))
+    return model.eval(), data
+
+
+@pytest.mark.parametrize("mode,method", [("static", "minmax"), ("static", "percentile"),
+                                         ("static", "entropy"), ("dynamic", "minmax")])
+def test_ort_int8_is_real_and_close_to_fp32(trained, mode, method):
+    model, data = trained
+    fp32 = onnx_bytes(model, data.test.x[:1])
+    blob = ort.quantize_onnx(fp32, mode=mode, weight_type="int8", per_channel=True,
+                             reduce_range=False, calibration=data.train.x[:256],
+                             calibrate_method=method)
+    ops = ort.integer_ops(blob)
+    kernels = {"QLinearConv", "QGemm", "QLinearMatMul", "ConvInteger", "MatMulInteger",
+               "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
+    assert kernels & set(ops), ops
+    ref = predict(model, data.test.x)
+    got = OnnxModel(blob, {})(data.test.x)
+    assert sqnr_db(ref, got) >= (20.0 if mode == "static" else 15.0)
+    assert (ref.argmax(1) == got.argmax(1)).float().mean() >= 0.95
+
+
+def test_onnx_artifact_saves_and_reloads(trained, tmp_path):
+    model, data = trained
+    art = OnnxModel(onnx_bytes(model, data.test.x[:1]), {"precision": "fp32"})
+    save_model(art, tmp_path / "a")
+    again = load_model(tmp_path / "a")
+    assert isinstance(again, OnnxModel) and torch.equal(again(data.test.x), art(data.test.x))
+    (tmp_path / "a" / "model.onnx").write_bytes(b"junk")
+    with pytest.raises(Exception, match="corrupt"):
+        load_model(tmp_path / "a")
+
+
+def test_qat_model_deploys_to_int8_matching_fake_quant(trained, tmp_path):
+    model, data = trained
+    qmodel = copy.deepcopy(model)
+    layers = plan(qmodel, 4, 8, True, False)
+    apply_plan(qmodel, layers)
+    qmodel.spec = {**qmodel.spec, "transforms": [{"kind": "qat", "layers": layers}]}
+    fit(qmodel, data.train, config=TrainConfig(epochs=2, lr=0.002))
+    qmodel.eval()
+    save_model(qmodel, tmp_path / "q")
+    again = load_model(tmp_path / "q")
+    assert torch.equal(again(data.test.x), qmodel(data.test.x))
+    snapped = snap_for_deploy(qmodel)
+    for m in snapped.modules():
+        if isinstance(m, torch.nn.Conv2d):  # weights lie on the 4-bit grid
+            s = weight_scale(m.weight, 4, True).view(-1, 1, 1, 1)
+            codes = m.weight / s
+            assert torch.allclose(codes, codes.round(), atol=1e-3) and codes.abs().max() <= 7
+    blob = ort.quantize_onnx(onnx_bytes(snapped, data.test.x[:1]), mode="static",
+                             weight_type="int8", per_channel=True, reduce_range=False,
+                             calibration=data.train.x[:256])
+    fq, deployed = predict(qmodel, data.test.x), OnnxModel(blob, {})(data.test.x)
+    assert (fq.argmax(1) == deployed.argmax(1)).float().mean() >= 0.95
+    assert sqnr_db(fq, deployed) >= 15.0
+
+
+def test_weight_type_follows_vnni(monkeypatch):
+    monkeypatch.setattr(ort, "cpu_flags", lambda: ["avx2", "avx512_vnni"])
+    assert ort.choose_weight_type("auto")[0] == "int8"
+    monkeypatch.setattr(ort, "cpu_flags", lambda: ["avx2"])
+    assert ort.choose_weight_type("auto") == ("uint8", ort.choose_weight_type("auto")[1])
+    assert "lacks VNNI" in ort.choose_weight_type("auto")[1]
+    assert ort.choose_weight_type("int8") == ("int8", "set in the recipe")
+
+
+def test_mixed_precision_meets_the_budget_and_spares_sensitive_layers():
+    sens = {"base_accuracy": 0.9, "layers": {
+        "big": {"params": 1000, "bits": {b: {"accuracy": 0.9 - (0.01 if b == 2 else 0)}
+                                         for b in (2, 4, 8)}},
+        "small": {"params": 100, "bits": {b: {"accuracy": 0.9 - (0.3 if b < 8 else 0)}
+                                          for b in (2, 4, 8)}}}}
+    bits = assign_bits(sens, 4.0, [2, 4, 8])
+    assert bits["small"] == 8 and bits["big"] <= 4
+    assert (1000 * bits["big"] + 100 * bits["small"]) / 1100 <= 4.0
+
+
+def test_effects_warn_exactly_where_int8_is_not_faster(monkeypatch):
+    times = {("torch", "a"): 10.0, ("fp32", "a"): 4.0, ("int8", "a"): 2.0,
+             ("torch", "b"): 1.0, ("fp32", "b"): 0.5, ("int8", "b"): 0.49}
+
+    def fake(model, data, target, runtime):
+        kind = "torch" if runtime == "torch" else model
+        return times[(kind, target.name)]
+
+    monkeypatch.setattr(deploy, "latency_on", fake)
+    rows, warns = deploy.effects("torch", "fp32", "int8", None,
+                                 [Target(name="a"), Target(name="b")])
+    assert rows[0]["runtime_effect"] == 2.5 and rows[0]["precision_effect"] == 2.0
+    assert [r["int8_faster"] for r in rows] == [True, False]
+    assert len(warns) == 1 and "'b'" in warns[0] and "runtime's, not int8's" in warns[0]
+
+
+def test_quantize_step_records_effects_and_choice(tmp_path):
+    import json
+
+    import yaml
+
+    from nnopt.cli import main
+
+    raw = tiny_raw(stages=[{"train": {"epochs": 1}}, {"quantize": {"calibration_size": 64}}],
+                   evaluate=["accuracy", "size", "latency"])
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["run", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    res = json.loads((tmp_path / "o/results.json").read_text())
+    q = res["stages"][1]["details"]
+    assert q["quantization"]["chosen"] in ("ort-static", "ort-dynamic", "onnxruntime-fp32")
+    assert {"torch-fp32", "onnxruntime-fp32", "ort-static", "ort-dynamic"} == {
+        c["deployment"] for c in q["quantization"]["candidates"]}
+    assert len(q["deployment"]) == 1 and "precision_effect" in q["deployment"][0]
+    assert (tmp_path / "o/models/quantize/model.onnx").is_file()
+    assert res["stages"][1]["metrics"]["size_bytes"] == (
+        tmp_path / "o/models/quantize/model.onnx").stat().st_size
+    assert "Runtime effect vs precision effect" in (tmp_path / "o/report.md").read_text()
