@@ -45,6 +45,8 @@ benchmarks: setup data
 	  --grid stages.1.prune.amount=0.5,0.9,0.95,0.98
 	$(BIN)/python benchmarks/lottery.py --out runs/lottery-bench
 	$(BIN)/python benchmarks/gpu_sparse24.py
+	$(BIN)/python benchmarks/quant_deploy.py --run runs/quantize
+	$(BIN)/python benchmarks/qat_bits.py --model runs/quantize/models/train
 
 clean:
 	rm -rf runs .pytest_cache

@@ -185,11 +185,35 @@ def test_quantize_step_records_effects_and_choice(tmp_path):
     assert main(["run", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "o"), "--quiet"]) == 0
     res = json.loads((tmp_path / "o/results.json").read_text())
     q = res["stages"][1]["details"]
-    assert q["quantization"]["chosen"] in ("ort-static", "ort-dynamic", "onnxruntime-fp32")
-    assert {"torch-fp32", "onnxruntime-fp32", "ort-static", "ort-dynamic"} == {
-        c["deployment"] for c in q["quantization"]["candidates"]}
+    names = {"torch-fp32", "onnxruntime-fp32", "ort-static", "ort-dynamic", "torch-static",
+             "torch-dynamic"}
+    assert q["quantization"]["chosen"] in names
+    assert names == {c["deployment"] for c in q["quantization"]["candidates"]}
     assert len(q["deployment"]) == 1 and "precision_effect" in q["deployment"][0]
-    assert (tmp_path / "o/models/quantize/model.onnx").is_file()
-    assert res["stages"][1]["metrics"]["size_bytes"] == (
-        tmp_path / "o/models/quantize/model.onnx").stat().st_size
+    artifact = next((tmp_path / "o/models/quantize").glob("model.*"))
+    assert res["stages"][1]["metrics"]["size_bytes"] == artifact.stat().st_size
     assert "Runtime effect vs precision effect" in (tmp_path / "o/report.md").read_text()
+
+
+@pytest.mark.parametrize("method", ["torch-static", "torch-dynamic"])
+def test_torch_int8_runs_saves_and_reloads(trained, tmp_path, method):
+    from safetensors.torch import load_file
+
+    from nnopt.compress.quantize.torch_int8 import TorchInt8Model, build
+
+    model, data = trained
+    q = TorchInt8Model(build(model, method, data.train.x[:256]),
+                       {"source": model.spec, "quantization": {"method": method}})
+    kinds = {type(m).__module__ for m in q.modules()}
+    assert any("quantized" in k for k in kinds), kinds
+    ref, got = predict(model, data.test.x), q(data.test.x)
+    assert (ref.argmax(1) == got.argmax(1)).float().mean() >= 0.95
+    save_model(q, tmp_path / "t")
+    again = load_model(tmp_path / "t")
+    assert torch.equal(again(data.test.x), got)
+    tensors = load_file(tmp_path / "t" / "model.safetensors")
+    assert any(v.dtype == torch.int8 for v in tensors.values())
+    if method == "torch-static":  # every conv and linear is int8 on disk
+        save_model(model, tmp_path / "f")
+        assert (tmp_path / "t/model.safetensors").stat().st_size < \
+            0.4 * (tmp_path / "f/model.safetensors").stat().st_size

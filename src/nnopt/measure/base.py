@@ -45,6 +45,11 @@ def runtime_of(model: nn.Module) -> str:
     return getattr(model, "runtime", "torch")
 
 
+def is_artifact(model: nn.Module) -> bool:
+    """A deployed artifact (ONNX file, torch int8 graph): PyTorch-level counts do not apply."""
+    return bool(getattr(model, "artifact", False))
+
+
 def example_batch(x: torch.Tensor, batch_size: int) -> torch.Tensor:
     """The first ``batch_size`` rows of ``x``, repeated if ``x`` is shorter."""
     reps = -(-batch_size // len(x))

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from nnopt.measure.base import Measurement, runtime_of
+from nnopt.measure.base import Measurement, is_artifact
 from nnopt.registry import METRICS
 
 COMPRESSOR = "xz (lzma preset 9)"
@@ -86,7 +86,7 @@ def params(m: Measurement) -> dict[str, float]:
 @METRICS.register("nonzero_params", produces=["nonzero_params"])
 def nonzero_params(m: Measurement) -> dict[str, float]:
     """Number of parameters that are not exactly zero (PyTorch models)."""
-    if runtime_of(m.model) != "torch":
+    if is_artifact(m.model):
         return {}
     return {"nonzero_params": count_nonzero(m.model)}
 
@@ -112,7 +112,7 @@ def compressed_size(m: Measurement) -> dict[str, float]:
 @METRICS.register("macs", produces=["macs"])
 def macs(m: Measurement) -> dict[str, float]:
     """Multiply-accumulates for one input, counted by torch.utils.flop_counter (FLOPs / 2)."""
-    if runtime_of(m.model) != "torch":
+    if is_artifact(m.model):
         return {}
     return {"macs": count_macs(m.model, m.example(1))}
 
@@ -120,7 +120,7 @@ def macs(m: Measurement) -> dict[str, float]:
 @METRICS.register("peak_memory", produces=["peak_memory_bytes"])
 def peak_memory(m: Measurement) -> dict[str, float]:
     """Weights plus peak activation bytes of one forward pass at the first target's batch size."""
-    if runtime_of(m.model) != "torch":
+    if is_artifact(m.model):
         return {}
     batch = m.targets[0].batch_size if m.targets else 1
     weights = sum(t.numel() * t.element_size() for t in m.model.state_dict().values())

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from nnopt.measure.base import Measurement, runtime_of
+from nnopt.measure.base import Measurement, is_artifact, runtime_of
 from nnopt.measure.runtimes import export_onnx, onnx_runner, torch_runner, torch_threads
 from nnopt.recipe import Target
 from nnopt.registry import METRICS
@@ -77,6 +77,11 @@ def latency(m: Measurement) -> dict[str, float]:
     """Median latency in ms of one batch on each recipe target (details hold p10/p90, repeats)."""
     out, details = {}, {}
     for target in m.targets:
+        if is_artifact(m.model) and runtime_of(m.model) == "torch" \
+                and target.runtime == "onnxruntime":
+            details[target.name] = {"runtime": target.runtime, "skipped": "a PyTorch int8 "
+                                    "artifact does not export to ONNX; measured on torch only"}
+            continue
         rec = measure_target(m, target)
         details[target.name] = rec
         out[f"latency_ms/{target.name}"] = rec["median_ms"]

@@ -77,7 +77,8 @@ def read_spec(folder: str | Path) -> dict[str, Any]:
         spec = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path} is corrupt: {exc}") from None
-    if not isinstance(spec, dict) or spec.get("format") not in ("nnopt-model", "nnopt-onnx"):
+    if not isinstance(spec, dict) or spec.get("format") not in ("nnopt-model", "nnopt-onnx",
+                                                                "nnopt-torch-int8"):
         raise ModelFileError(f"{path} is not an nnopt model spec")
     return spec
 
@@ -90,6 +91,10 @@ def load_model(folder: str | Path) -> nn.Module:
         from nnopt.compress.quantize.onnx_model import load_onnx_model
 
         return load_onnx_model(folder, spec)
+    if spec.get("format") == "nnopt-torch-int8":
+        from nnopt.compress.quantize.torch_int8 import load_torch_int8
+
+        return load_torch_int8(folder, spec).eval()
     path = folder / WEIGHTS
     if not path.is_file():
         raise ModelFileError(f"no saved model in {folder}: {WEIGHTS} is missing")

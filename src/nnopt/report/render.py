@@ -171,6 +171,9 @@ def _latency_table(doc: Doc, labels: list[str], records: list[StageRecord]) -> N
     rows = []
     for lab, s in zip(labels, records):
         for target, r in (s.details.get("latency") or {}).items():
+            if "skipped" in r:
+                rows.append([lab, target, r["runtime"], "-", "-", "-", "-", "-", r["skipped"]])
+                continue
             rows.append([lab, target, r["runtime"], str(r["threads"]), str(r["batch_size"]),
                          f"{r['median_ms']:.3f}", f"{r['p10_ms']:.3f}", f"{r['p90_ms']:.3f}",
                          str(r["repeats"])])

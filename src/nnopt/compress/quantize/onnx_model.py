@@ -26,6 +26,7 @@ class OnnxModel(nn.Module):
     """Runs an ONNX graph with ONNX Runtime on CPU; ``spec`` says where it came from."""
 
     runtime = "onnxruntime"
+    artifact = True
 
     def __init__(self, onnx_bytes: bytes, spec: dict[str, Any], threads: int = 1) -> None:
         super().__init__()

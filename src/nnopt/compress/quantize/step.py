@@ -14,7 +14,9 @@ from nnopt.compress.quantize.deploy import effects, latency_on
 from nnopt.compress.quantize.export import equivalence, onnx_bytes
 from nnopt.compress.quantize.mixed import weight_sqnr
 from nnopt.compress.quantize.onnx_model import OnnxModel
+from nnopt.compress.quantize import torch_int8
 from nnopt.compress.quantize.qat import has_qat, snap_for_deploy
+from nnopt.compress.quantize.torch_int8 import TorchInt8Model
 from nnopt.compress.quantize.ort import choose_weight_type, integer_ops, quantize_onnx
 from nnopt.context import RunContext
 from nnopt.errors import NnoptError
@@ -29,9 +31,9 @@ ROUNDS = 3  # alternating measurement rounds per candidate deployment
 class QuantizeConfig(Strict):
     """How to quantize, how to estimate ranges, and how to choose a deployment."""
 
-    method: Literal["auto", "ort-static", "ort-dynamic"] = Field(
-        "auto", description="auto: measure fp32/int8 deployments on the target, keep the fastest "
-        "within tolerance")
+    method: Literal["auto", "ort-static", "ort-dynamic", "torch-static", "torch-dynamic"] = Field(
+        "auto", description="auto: measure fp32/int8 deployments (ONNX Runtime and PyTorch) on "
+        "the target, keep the fastest within tolerance")
     per_channel: bool = Field(True, description="one scale per output channel of the weights")
     weight_type: Literal["auto", "int8", "uint8"] = Field(
         "auto", description="auto: int8 where the CPU has VNNI, else uint8")
@@ -50,9 +52,19 @@ def _candidates(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext, fp32: by
     common = {"weight_type": wtype, "per_channel": cfg.per_channel,
               "reduce_range": cfg.reduce_range}
     base = {"source": getattr(model, "spec", {}), "runtime": "onnxruntime"}
-    out = {}
-    methods = ["ort-static", "ort-dynamic"] if cfg.method == "auto" else [cfg.method]
+    out: dict[str, nn.Module] = {}
+    methods = (["ort-static", "ort-dynamic", "torch-static", "torch-dynamic"]
+               if cfg.method == "auto" else [cfg.method])
     for name in methods:
+        if name.startswith("torch-"):
+            if isinstance(model, OnnxModel):
+                continue  # an ONNX artifact has no PyTorch graph to quantize
+            spec = {"source": getattr(model, "spec", {}), "runtime": "torch", "precision": "int8",
+                    "quantization": {"method": name, "engine": torch_int8._engine(),
+                                     **({"calibration_size": len(calib)}
+                                        if name == "torch-static" else {})}}
+            out[name] = TorchInt8Model(torch_int8.build(model, name, calib), spec)
+            continue
         q = {"method": name, **common}
         if name == "ort-static":
             q.update(calibrate_method=cfg.calibrate_method, calibration_size=len(calib))
@@ -91,15 +103,18 @@ def quantize(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext) -> nn.Modul
     chosen, table = next(iter(cands)), []
     if cfg.method == "auto":
         chosen, table = _choose(cfg, ctx, torch_model, fp32, cands, acc)
-    out = cands[chosen] if chosen != "onnxruntime-fp32" else fp32
+    out = {"onnxruntime-fp32": fp32, "torch-fp32": model}.get(chosen) or cands[chosen]
+    if chosen.endswith("fp32"):
+        ctx.warn(f"no int8 deployment beat {chosen} on the target; the stage keeps fp32")
     ctx.record("quantization", {"chosen": chosen, "weight_type": wtype, "weight_type_reason": why,
                                 "validation_accuracy": acc, "candidates": table,
                                 **({k: out.spec.get(k) for k in ("integer_ops",
                                                                  "integer_ops_as_run")}
-                                   if chosen != "onnxruntime-fp32" else {})})
+                                   if isinstance(out, OnnxModel) else {})})
     ctx.record("export", equivalence(fp32, out, ctx.data.test.x[:2000]))
-    if cfg.compare and torch_model is not None and ctx.targets:
-        int8 = cands[chosen] if chosen in cands else next(iter(cands.values()))
+    onnx_int8 = [v for v in cands.values() if isinstance(v, OnnxModel)]
+    if cfg.compare and torch_model is not None and ctx.targets and onnx_int8:
+        int8 = out if out in onnx_int8 else onnx_int8[0]
         rows, warns = effects(torch_model, fp32, int8, ctx.data, ctx.targets)
         ctx.record("deployment", rows)
         ctx.warn(*warns)
@@ -120,7 +135,8 @@ def _choose(cfg: QuantizeConfig, ctx: RunContext, torch_model: nn.Module | None,
         "onnxruntime-fp32": (fp32, "onnxruntime", acc["fp32"])}
     if torch_model is not None:
         options["torch-fp32"] = (torch_model, "torch", acc["fp32"])
-    options.update({k: (v, "onnxruntime", acc[k]) for k, v in cands.items()})
+    options.update({k: (v, "torch" if k.startswith("torch-") else "onnxruntime", acc[k])
+                    for k, v in cands.items()})
     times: dict[str, list[float]] = {name: [] for name in options}
     for _ in range(ROUNDS):  # alternate candidates so that machine noise hits all alike
         for name, (m, runtime, _a) in options.items():
@@ -129,6 +145,6 @@ def _choose(cfg: QuantizeConfig, ctx: RunContext, torch_model: nn.Module | None,
               "latency_ms": statistics.median(times[name]), "validation_accuracy": a,
               "eligible": acc["fp32"] - a <= cfg.tolerance}
              for name, (_m, _r, a) in options.items()]
-    eligible = [r for r in table if r["eligible"] and r["deployment"] != "torch-fp32"]
+    eligible = [r for r in table if r["eligible"]]
     best = min(eligible, key=lambda r: r["latency_ms"])
     return best["deployment"], table

@@ -1,0 +1,171 @@
+"""int8 that stays in PyTorch: FX graph-mode static quantization (conv and linear on the x86
+backend's int8 kernels) and dynamic quantization of Linear layers, through ``torch.ao``.
+
+``torch.ao.quantization`` is deprecated upstream (PT2E moved to torchao, whose int8 has no fast
+kernel on the project's CPUs), so it is used behind a version guard with a clear error when it is
+gone. The artifact saves its int8 weights, scales and zero points as safetensors and rebuilds
+the quantized graph without pickle.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from nnopt.errors import ModelFileError, NnoptError
+from nnopt.fileio import atomic_write_bytes, atomic_write_json
+
+FILE = "model.safetensors"
+
+
+def _ao():  # noqa: ANN202
+    try:
+        from torch.ao.quantization import get_default_qconfig_mapping, quantize_dynamic
+        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    except ImportError as exc:
+        raise NnoptError(f"torch {torch.__version__} lacks torch.ao quantization ({exc}); use "
+                         "method ort-static") from None
+    return get_default_qconfig_mapping, prepare_fx, convert_fx, quantize_dynamic
+
+
+def _engine() -> str:
+    engines = torch.backends.quantized.supported_engines
+    for e in ("x86", "fbgemm", "onednn", "qnnpack"):
+        if e in engines:
+            return e
+    raise NnoptError(f"no quantized engine in this torch build (supported: {engines})")
+
+
+def build(float_model: nn.Module, method: str, calibration: torch.Tensor,
+          batch_size: int = 64) -> nn.Module:
+    """The quantized PyTorch module (an FX GraphModule for static, a module for dynamic)."""
+    qconfig_mapping, prepare_fx, convert_fx, quantize_dynamic = _ao()
+    model = copy.deepcopy(float_model).eval()
+    engine = _engine()
+    torch.backends.quantized.engine = engine
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if method == "torch-dynamic":
+            return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+        prepared = prepare_fx(model, qconfig_mapping(engine), example_inputs=(calibration[:1],))
+        with torch.inference_mode():
+            for i in range(0, len(calibration), batch_size):
+                prepared(calibration[i:i + batch_size])
+        return convert_fx(prepared)
+
+
+def _state(q: nn.Module) -> dict[str, torch.Tensor]:
+    """Every tensor a quantized graph needs: int8 weights, their scales/zero points, biases,
+    output scales/zero points and the graph's input-quantization constants."""
+    out: dict[str, torch.Tensor] = {}
+    for name, m in q.named_modules():
+        if hasattr(m, "weight") and callable(m.weight) and hasattr(m, "set_weight_bias"):
+            w = m.weight()
+            out[f"{name}.w_int"] = w.int_repr().contiguous()
+            if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+                out[f"{name}.w_scales"] = w.q_per_channel_scales().float().contiguous()
+                out[f"{name}.w_zps"] = w.q_per_channel_zero_points().contiguous()
+                out[f"{name}.w_axis"] = torch.tensor(w.q_per_channel_axis())
+            else:
+                out[f"{name}.w_scales"] = torch.tensor([w.q_scale()], dtype=torch.float32)
+                out[f"{name}.w_zps"] = torch.tensor([w.q_zero_point()])
+            if m.bias() is not None:
+                out[f"{name}.bias"] = m.bias().detach().contiguous()
+            if hasattr(m, "scale") and not callable(m.scale):
+                out[f"{name}.out_scale"] = torch.tensor([float(m.scale)])
+                out[f"{name}.out_zp"] = torch.tensor([int(m.zero_point)])
+    for name, value in vars(q).items():
+        if isinstance(value, torch.Tensor) and name.startswith("_"):
+            out[f"graph.{name}"] = value.detach().clone().contiguous()
+    for name, buf in q.named_buffers():
+        out[f"buffer.{name}"] = buf.detach().clone().contiguous()
+    for name, p in q.named_parameters():  # layers left in float (e.g. convs under dynamic)
+        out[f"param.{name}"] = p.detach().clone().contiguous()
+    return out
+
+
+def _load_state(q: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    modules = dict(q.named_modules())
+    for key in [k for k in tensors if k.endswith(".w_int")]:
+        name = key[: -len(".w_int")]
+        m = modules[name]
+        w_int, scales, zps = tensors[key], tensors[f"{name}.w_scales"], tensors[f"{name}.w_zps"]
+        if f"{name}.w_axis" in tensors:
+            w = torch._make_per_channel_quantized_tensor(
+                w_int, scales.double(), zps.long(), int(tensors[f"{name}.w_axis"]))
+        else:
+            w = torch._make_per_tensor_quantized_tensor(w_int, float(scales[0]), int(zps[0]))
+        m.set_weight_bias(w, tensors.get(f"{name}.bias"))
+        if f"{name}.out_scale" in tensors:
+            m.scale = float(tensors[f"{name}.out_scale"][0])
+            m.zero_point = int(tensors[f"{name}.out_zp"][0])
+    for key, value in tensors.items():
+        if key.startswith("graph."):
+            setattr(q, key[len("graph."):], value)
+    bufs, params = dict(q.named_buffers()), dict(q.named_parameters())
+    with torch.no_grad():
+        for key, value in tensors.items():
+            if key.startswith("buffer."):
+                bufs[key[len("buffer."):]].copy_(value)
+            elif key.startswith("param."):
+                params[key[len("param."):]].copy_(value)
+
+
+class TorchInt8Model(nn.Module):
+    """A torch.ao int8 model as a stage artifact (PyTorch runtime only)."""
+
+    runtime = "torch"
+    artifact = True
+
+    def __init__(self, qmodel: nn.Module, spec: dict[str, Any]) -> None:
+        super().__init__()
+        self.qmodel = qmodel
+        self.spec = spec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.qmodel(x)
+
+    def param_count(self) -> int:
+        return int(sum(v.numel() for k, v in _state(self.qmodel).items()
+                       if k.endswith((".w_int", ".bias")) or k.startswith("param.")))
+
+    def save_to(self, folder: Path) -> Path:
+        blob = st_save(_state(self.qmodel))
+        atomic_write_bytes(folder / FILE, blob)
+        atomic_write_json(folder / "spec.json", {
+            **self.spec, "format": "nnopt-torch-int8",
+            "weights_sha256": hashlib.sha256(blob).hexdigest()})
+        return folder / FILE
+
+
+def load_torch_int8(folder: Path, spec: dict[str, Any]) -> TorchInt8Model:
+    """Rebuild the quantized graph from the float architecture, then load the int8 tensors."""
+    from nnopt.models.saving import build_from_spec
+
+    path = folder / FILE
+    if not path.is_file():
+        raise ModelFileError(f"no saved model in {folder}: {FILE} is missing")
+    blob = path.read_bytes()
+    if spec.get("weights_sha256") not in (None, hashlib.sha256(blob).hexdigest()):
+        raise ModelFileError(f"{path} is corrupt: its SHA-256 does not match spec.json")
+    try:
+        tensors = st_load(blob)
+    except Exception as exc:  # noqa: BLE001  (safetensors raises its own error type)
+        raise ModelFileError(f"{path} is corrupt: {exc}") from None
+    source = spec["source"]
+    float_model = build_from_spec(source)
+    calib = torch.zeros(2, *source["input_shape"])
+    q = build(float_model, spec["quantization"]["method"], calib)
+    try:
+        _load_state(q, tensors)
+    except (KeyError, RuntimeError) as exc:
+        raise ModelFileError(f"{folder}: int8 tensors do not match the spec: {exc}") from None
+    return TorchInt8Model(q, {k: v for k, v in spec.items() if k != "weights_sha256"})
