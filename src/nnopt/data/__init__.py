@@ -1,6 +1,6 @@
 """Datasets, registered by name; each returns DataSplits with fixed-seed splits."""
 
-from nnopt.data import arrays, cifar10, digits, idx, mnist1d  # noqa: F401  (registration)
+from nnopt.data import arrays, cifar10, digits, idx, mnist1d, sentences  # noqa: F401
 from nnopt.data.base import DataConfig, DataSplits, Split
 from nnopt.registry import DATASETS
 

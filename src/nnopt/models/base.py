@@ -51,7 +51,8 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...] | list[int], num_
     if entry.meta.get("loads"):  # a saved model brings its own normalisation and spec
         return entry.fn(cfg, tuple(input_shape), num_classes)
     net = entry.fn(cfg, tuple(input_shape), num_classes)
-    norm = Normalize(mean, std, len(input_shape) - 1) if mean and std else None
+    wants_norm = entry.meta.get("normalize", True)  # token ids are not normalised
+    norm = Normalize(mean, std, len(input_shape) - 1) if mean and std and wants_norm else None
     spec = {
         "format": "nnopt-model",
         "version": 1,
