@@ -186,7 +186,7 @@ def test_quantize_step_records_effects_and_choice(tmp_path):
     res = json.loads((tmp_path / "o/results.json").read_text())
     q = res["stages"][1]["details"]
     names = {"torch-fp32", "onnxruntime-fp32", "ort-static", "ort-dynamic", "torch-static",
-             "torch-dynamic"}
+             "torch-dynamic", "ort-fp16", "torch-bf16"}
     assert q["quantization"]["chosen"] in names
     assert names == {c["deployment"] for c in q["quantization"]["candidates"]}
     assert len(q["deployment"]) == 1 and "precision_effect" in q["deployment"][0]
@@ -217,3 +217,21 @@ def test_torch_int8_runs_saves_and_reloads(trained, tmp_path, method):
         save_model(model, tmp_path / "f")
         assert (tmp_path / "t/model.safetensors").stat().st_size < \
             0.4 * (tmp_path / "f/model.safetensors").stat().st_size
+
+
+def test_half_precision_casts_save_reload_and_stay_close(trained, tmp_path):
+    from nnopt.compress.quantize.cast import onnx_fp16, torch_cast
+
+    model, data = trained
+    ref = predict(model, data.test.x)
+    for dtype in ("bf16", "fp16"):
+        half = torch_cast(model, dtype)
+        assert next(half.parameters()).dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+        out = half(data.test.x)
+        assert out.dtype == torch.float32 and (out.argmax(1) == ref.argmax(1)).float().mean() > 0.95
+        save_model(half, tmp_path / dtype)
+        assert torch.equal(load_model(tmp_path / dtype)(data.test.x), out)
+    fp32 = onnx_bytes(model, data.test.x[:1])
+    fp16 = onnx_fp16(fp32)
+    assert len(fp16) < 0.6 * len(fp32)
+    assert sqnr_db(ref, OnnxModel(fp16, {})(data.test.x)) >= 40.0

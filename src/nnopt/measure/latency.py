@@ -79,8 +79,8 @@ def latency(m: Measurement) -> dict[str, float]:
     for target in m.targets:
         if is_artifact(m.model) and runtime_of(m.model) == "torch" \
                 and target.runtime == "onnxruntime":
-            details[target.name] = {"runtime": target.runtime, "skipped": "a PyTorch int8 "
-                                    "artifact does not export to ONNX; measured on torch only"}
+            details[target.name] = {"runtime": target.runtime, "skipped": "this PyTorch "
+                                    "artifact (int8 or fp16/bf16) does not run on onnxruntime"}
             continue
         rec = measure_target(m, target)
         details[target.name] = rec

@@ -40,7 +40,11 @@ class NnoptModel(nn.Module):
         self.net = net
         self.spec = spec
 
+    compute_dtype: torch.dtype | None = None  # set by a precision cast (fp16/bf16)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compute_dtype is not None:
+            return self.net(self.normalize(x.to(self.compute_dtype))).float()
         return self.net(self.normalize(x))
 
 

@@ -15,6 +15,7 @@ from nnopt.compress.quantize.export import equivalence, onnx_bytes
 from nnopt.compress.quantize.mixed import weight_sqnr
 from nnopt.compress.quantize.onnx_model import OnnxModel
 from nnopt.compress.quantize import torch_int8
+from nnopt.compress.quantize.cast import onnx_fp16, torch_cast
 from nnopt.compress.quantize.qat import has_qat, snap_for_deploy
 from nnopt.compress.quantize.torch_int8 import TorchInt8Model
 from nnopt.compress.quantize.ort import choose_weight_type, integer_ops, quantize_onnx
@@ -31,9 +32,10 @@ ROUNDS = 3  # alternating measurement rounds per candidate deployment
 class QuantizeConfig(Strict):
     """How to quantize, how to estimate ranges, and how to choose a deployment."""
 
-    method: Literal["auto", "ort-static", "ort-dynamic", "torch-static", "torch-dynamic"] = Field(
-        "auto", description="auto: measure fp32/int8 deployments (ONNX Runtime and PyTorch) on "
-        "the target, keep the fastest within tolerance")
+    method: Literal["auto", "ort-static", "ort-dynamic", "torch-static", "torch-dynamic",
+                    "ort-fp16", "torch-bf16", "torch-fp16"] = Field(
+        "auto", description="auto: measure fp32/int8/half deployments (ONNX Runtime and "
+        "PyTorch) on the target, keep the fastest within tolerance")
     per_channel: bool = Field(True, description="one scale per output channel of the weights")
     weight_type: Literal["auto", "int8", "uint8"] = Field(
         "auto", description="auto: int8 where the CPU has VNNI, else uint8")
@@ -55,7 +57,17 @@ def _candidates(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext, fp32: by
     out: dict[str, nn.Module] = {}
     methods = (["ort-static", "ort-dynamic", "torch-static", "torch-dynamic"]
                if cfg.method == "auto" else [cfg.method])
+    if cfg.method == "auto":
+        methods += ["ort-fp16", "torch-bf16"]
     for name in methods:
+        if name == "ort-fp16":
+            out[name] = OnnxModel(onnx_fp16(fp32), {**base, "precision": "fp16",
+                                                    "quantization": {"method": name}})
+            continue
+        if name in ("torch-bf16", "torch-fp16"):
+            if not isinstance(model, OnnxModel):
+                out[name] = torch_cast(model, name.split("-")[1])
+            continue
         if name.startswith("torch-"):
             if isinstance(model, OnnxModel):
                 continue  # an ONNX artifact has no PyTorch graph to quantize
@@ -83,8 +95,10 @@ def _candidates(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext, fp32: by
 @STEPS.register("quantize", config=QuantizeConfig, tiny={"calibration_size": 32})
 def quantize(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext) -> nn.Module:
     """Quantize to int8 for ONNX Runtime (static QDQ or dynamic) and measure what it bought."""
-    if isinstance(model, OnnxModel) and model.spec.get("precision") != "fp32":
-        raise NnoptError("the model is already quantized; quantize a PyTorch or fp32 ONNX model")
+    if isinstance(model, OnnxModel) and model.spec.get("precision") != "fp32" or \
+            getattr(model, "artifact", False) and not isinstance(model, OnnxModel):
+        raise NnoptError("the model is already quantized or cast; quantize a PyTorch or fp32 "
+                         "ONNX model")
     torch_model = next((m for m in [model, *reversed(ctx.models.values())]
                         if not isinstance(m, OnnxModel)), None)  # the PyTorch source, if any
     if has_qat(model):  # QAT: deploy the learned quantized weights as real int8
@@ -112,7 +126,8 @@ def quantize(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext) -> nn.Modul
                                                                  "integer_ops_as_run")}
                                    if isinstance(out, OnnxModel) else {})})
     ctx.record("export", equivalence(fp32, out, ctx.data.test.x[:2000]))
-    onnx_int8 = [v for v in cands.values() if isinstance(v, OnnxModel)]
+    onnx_int8 = [v for v in cands.values()
+                 if isinstance(v, OnnxModel) and v.spec.get("precision") == "int8"]
     if cfg.compare and torch_model is not None and ctx.targets and onnx_int8:
         int8 = out if out in onnx_int8 else onnx_int8[0]
         rows, warns = effects(torch_model, fp32, int8, ctx.data, ctx.targets)
