@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 
 from nnopt.compress.quantize import torch_int8
+from nnopt.compress.quantize.cast import onnx_fp16, torch_cast
+from nnopt.compress.quantize.onnx_model import OnnxModel
 from nnopt.compress.quantize.torch_int8 import TorchInt8Model
 from nnopt.data import load_data
 from nnopt.measure import Measurement
@@ -50,6 +52,8 @@ def main() -> int:
     for method in ("torch-static", "torch-dynamic"):  # int8 without leaving PyTorch
         q = torch_int8.build(models["train"], method, data.train.x[:512])
         models[method] = TorchInt8Model(q, {"source": models["train"].spec})
+    models["torch-bf16"] = torch_cast(models["train"], "bf16")  # half precision, both runtimes
+    models["ort-fp16"] = OnnxModel(onnx_fp16(models["export"].onnx_bytes), {})
     acc = {k: evaluate(m, data.test)["accuracy"] for k, m in models.items()}
     times = {t.name: {k: [] for k in models} for t in TARGETS}
     with tempfile.TemporaryDirectory() as tmp:
@@ -58,7 +62,7 @@ def main() -> int:
             for t in TARGETS:
                 for k in models:
                     # the fp32 PyTorch model runs eager; artifacts run on ONNX Runtime
-                    torch_side = k == "train" or k.startswith("torch-")
+                    torch_side = k == "train" or k.startswith("torch-")  # else ONNX Runtime
                     tt = t.model_copy(update={"runtime": "torch" if torch_side else
                                               "onnxruntime"})
                     times[t.name][k].append(measure_target(meas[k], tt)["median_ms"])
@@ -71,7 +75,7 @@ def main() -> int:
                                       round(med["train"] / v, 2)} for k, v in med.items()}
     speed = out["targets"]["server"]["quantize"]["speedup_vs_torch_fp32"]
     ok = speed >= 3.0 and acc["train"] - acc["quantize"] <= 0.005
-    best_torch = max(("torch-static", "torch-dynamic"),
+    best_torch = max(("torch-static", "torch-dynamic"),  # int8 paths only
                      key=lambda k: out["targets"]["server"][k]["speedup_vs_torch_fp32"])
     out["best_torch_int8"] = best_torch
     ok &= (out["targets"]["server"][best_torch]["speedup_vs_torch_fp32"] >= 2.0
