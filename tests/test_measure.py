@@ -90,3 +90,18 @@ def test_time_calls_counts_and_orders():
 def test_example_batch_repeats_small_splits(tmp_path):
     m = measurement(tmp_path, [])
     assert m.example(100).shape[0] == 100 and torch.equal(m.example(3), m.data.test.x[:3])
+
+
+def test_ece_matches_a_hand_computed_case_and_rejects_logits():
+    from nnopt.measure.quality import expected_calibration_error
+
+    probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.0, 1.0]], dtype=torch.double)
+    labels = torch.tensor([0, 1, 1, 1])
+    # 2 bins over (0, 1]: (0, 0.5] is empty; (0.5, 1] holds all four with mean confidence
+    # (0.9 + 0.6 + 0.7 + 1.0) / 4 = 0.8 and accuracy 3/4 -> ECE = |0.75 - 0.8| = 0.05
+    assert expected_calibration_error(probs, labels, bins=2) == pytest.approx(0.05)
+    # 10 bins: per-bin gaps 0.1 (0.9 bin), 0.6 (0.6 bin, wrong), 0.3 (0.7), 0.0 (1.0)
+    assert expected_calibration_error(probs, labels, bins=10) == pytest.approx(
+        (0.1 + 0.6 + 0.3 + 0.0) / 4)
+    with pytest.raises(ValueError, match="not logits"):
+        expected_calibration_error(torch.tensor([[2.0, -1.0]]), torch.tensor([0]))
