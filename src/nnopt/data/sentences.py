@@ -4,6 +4,13 @@ four topics, each sentence built from a template and topic vocabulary. Nothing i
 from __future__ import annotations
 
 import random
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from nnopt.data.base import DataConfig, DataSplits, make_splits
+from nnopt.registry import DATASETS
 
 TOPICS = {
     "food": (["The chef", "My aunt", "A hungry student", "The baker", "Our neighbour"],
@@ -38,14 +45,6 @@ def make_sentences(n: int, seed: int = 0) -> tuple[list[str], list[int]]:
 
 
 # -- the registered dataset -------------------------------------------------------------------
-
-from typing import Literal  # noqa: E402
-
-import numpy as np  # noqa: E402
-from pydantic import Field  # noqa: E402
-
-from nnopt.data.base import DataConfig, DataSplits, make_splits  # noqa: E402
-from nnopt.registry import DATASETS  # noqa: E402
 
 
 class SentencesConfig(DataConfig):

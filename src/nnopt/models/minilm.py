@@ -12,12 +12,16 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from nnopt.errors import DataError
+from nnopt.models.base import ModelConfig
+from nnopt.registry import MODELS
 
 
 def package_dir() -> Path:
@@ -130,13 +134,6 @@ def tokenize(sentences: list[str], max_length: int = 32) -> torch.Tensor:
 
 
 # -- the registered model ---------------------------------------------------------------------
-
-from typing import Literal  # noqa: E402
-
-from pydantic import Field  # noqa: E402
-
-from nnopt.models.base import ModelConfig  # noqa: E402
-from nnopt.registry import MODELS  # noqa: E402
 
 
 class MinilmConfig(ModelConfig):

@@ -13,8 +13,8 @@ from nnopt.fileio import atomic_write_json, atomic_write_text
 from nnopt.report import plots
 from nnopt.report.model import RESULTS, Report, StageRecord
 
-ORDER = ["accuracy", "nll", "params", "nonzero_params", "size_bytes", "compressed_size_bytes",
-         "macs", "peak_memory_bytes"]
+ORDER = ["accuracy", "nll", "ece", "params", "nonzero_params", "size_bytes",
+         "compressed_size_bytes", "macs", "peak_memory_bytes"]
 LOWER_IS_BETTER = ("nll", "params", "nonzero_params", "size_bytes", "compressed_size_bytes",
                    "macs", "peak_memory_bytes", "latency_ms/", "ece", "brier")
 
