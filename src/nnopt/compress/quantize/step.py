@@ -10,23 +10,23 @@ from typing import Any, Literal
 from pydantic import Field
 from torch import nn
 
+from nnopt.compress.quantize import torch_int8
+from nnopt.compress.quantize.cast import onnx_fp16, torch_cast
 from nnopt.compress.quantize.deploy import effects, latency_on
 from nnopt.compress.quantize.export import equivalence, onnx_bytes
 from nnopt.compress.quantize.mixed import weight_sqnr
 from nnopt.compress.quantize.onnx_model import OnnxModel
-from nnopt.compress.quantize import torch_int8
-from nnopt.compress.quantize.cast import onnx_fp16, torch_cast
+from nnopt.compress.quantize.ort import choose_weight_type, integer_ops, quantize_onnx
 from nnopt.compress.quantize.qat import has_qat, snap_for_deploy
 from nnopt.compress.quantize.torch_int8 import TorchInt8Model
-from nnopt.compress.quantize.ort import choose_weight_type, integer_ops, quantize_onnx
 from nnopt.context import RunContext
 from nnopt.errors import NnoptError
 from nnopt.recipe import Strict
 from nnopt.registry import STEPS
 from nnopt.train.fit import evaluate
 
-
 ROUNDS = 3  # alternating measurement rounds per candidate deployment
+AUTO = ["ort-static", "ort-dynamic", "torch-static", "torch-dynamic", "ort-fp16", "torch-bf16"]
 
 
 class QuantizeConfig(Strict):
@@ -49,30 +49,27 @@ class QuantizeConfig(Strict):
 
 
 def _candidates(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext, fp32: bytes,
-                wtype: str) -> dict[str, OnnxModel]:
+                wtype: str) -> dict[str, nn.Module]:
+    """The deployments to compare (one unless ``method: auto``); PyTorch-side ones only when
+    the input still is a PyTorch model."""
     calib = ctx.data.train.x[:cfg.calibration_size]
     common = {"weight_type": wtype, "per_channel": cfg.per_channel,
               "reduce_range": cfg.reduce_range}
     base = {"source": getattr(model, "spec", {}), "runtime": "onnxruntime"}
     out: dict[str, nn.Module] = {}
-    methods = (["ort-static", "ort-dynamic", "torch-static", "torch-dynamic"]
-               if cfg.method == "auto" else [cfg.method])
-    if cfg.method == "auto":
-        methods += ["ort-fp16", "torch-bf16"]
-    for name in methods:
+    for name in AUTO if cfg.method == "auto" else [cfg.method]:
         if name == "ort-fp16":
             out[name] = OnnxModel(onnx_fp16(fp32), {**base, "precision": "fp16",
                                                     "quantization": {"method": name}})
             continue
+        if name.startswith("torch-") and isinstance(model, OnnxModel):
+            continue  # an ONNX artifact has no PyTorch graph to quantize or cast
         if name in ("torch-bf16", "torch-fp16"):
-            if not isinstance(model, OnnxModel):
-                out[name] = torch_cast(model, name.split("-")[1])
+            out[name] = torch_cast(model, name.split("-")[1])
             continue
         if name.startswith("torch-"):
-            if isinstance(model, OnnxModel):
-                continue  # an ONNX artifact has no PyTorch graph to quantize
             spec = {"source": getattr(model, "spec", {}), "runtime": "torch", "precision": "int8",
-                    "quantization": {"method": name, "engine": torch_int8._engine(),
+                    "quantization": {"method": name, "engine": torch_int8.engine(),
                                      **({"calibration_size": len(calib)}
                                         if name == "torch-static" else {})}}
             out[name] = TorchInt8Model(torch_int8.build(model, name, calib), spec)

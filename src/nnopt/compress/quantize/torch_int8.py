@@ -36,7 +36,8 @@ def _ao():  # noqa: ANN202
     return get_default_qconfig_mapping, prepare_fx, convert_fx, quantize_dynamic
 
 
-def _engine() -> str:
+def engine() -> str:
+    """The quantized kernel engine this torch build has (x86 first)."""
     engines = torch.backends.quantized.supported_engines
     for e in ("x86", "fbgemm", "onednn", "qnnpack"):
         if e in engines:
@@ -49,13 +50,13 @@ def build(float_model: nn.Module, method: str, calibration: torch.Tensor,
     """The quantized PyTorch module (an FX GraphModule for static, a module for dynamic)."""
     qconfig_mapping, prepare_fx, convert_fx, quantize_dynamic = _ao()
     model = copy.deepcopy(float_model).eval()
-    engine = _engine()
-    torch.backends.quantized.engine = engine
+    name = engine()
+    torch.backends.quantized.engine = name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if method == "torch-dynamic":
             return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
-        prepared = prepare_fx(model, qconfig_mapping(engine), example_inputs=(calibration[:1],))
+        prepared = prepare_fx(model, qconfig_mapping(name), example_inputs=(calibration[:1],))
         with torch.inference_mode():
             for i in range(0, len(calibration), batch_size):
                 prepared(calibration[i:i + batch_size])
