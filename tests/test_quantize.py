@@ -234,4 +234,6 @@ def test_half_precision_casts_save_reload_and_stay_close(trained, tmp_path):
     fp32 = onnx_bytes(model, data.test.x[:1])
     fp16 = onnx_fp16(fp32)
     assert len(fp16) < 0.6 * len(fp32)
+    save_model(OnnxModel(fp16, {"precision": "fp16"}), tmp_path / "o16")  # passes onnx.checker
+    assert torch.equal(load_model(tmp_path / "o16")(data.test.x), OnnxModel(fp16, {})(data.test.x))
     assert sqnr_db(ref, OnnxModel(fp16, {})(data.test.x)) >= 40.0

@@ -83,6 +83,17 @@ def read_spec(folder: str | Path) -> dict[str, Any]:
     return spec
 
 
+def read_checked(folder: Path, name: str, spec: dict[str, Any]) -> bytes:
+    """The bytes of a saved model's file, checked against the SHA-256 its spec records."""
+    path = folder / name
+    if not path.is_file():
+        raise ModelFileError(f"no saved model in {folder}: {name} is missing")
+    blob = path.read_bytes()
+    if spec.get("weights_sha256") not in (None, hashlib.sha256(blob).hexdigest()):
+        raise ModelFileError(f"{path} is corrupt: its SHA-256 does not match {SPEC}")
+    return blob
+
+
 def load_model(folder: str | Path) -> nn.Module:
     """Rebuild the model from its spec and load its safetensors weights (eval mode)."""
     folder = Path(folder)
@@ -95,12 +106,8 @@ def load_model(folder: str | Path) -> nn.Module:
         from nnopt.compress.quantize.torch_int8 import load_torch_int8
 
         return load_torch_int8(folder, spec).eval()
+    blob = read_checked(folder, WEIGHTS, spec)
     path = folder / WEIGHTS
-    if not path.is_file():
-        raise ModelFileError(f"no saved model in {folder}: {WEIGHTS} is missing")
-    blob = path.read_bytes()
-    if spec.get("weights_sha256") not in (None, hashlib.sha256(blob).hexdigest()):
-        raise ModelFileError(f"{path} is corrupt: its SHA-256 does not match {SPEC}")
     try:
         tensors = st_load(blob)
     except (SafetensorError, ValueError, RuntimeError) as exc:

@@ -40,5 +40,23 @@ def onnx_fp16(fp32: bytes) -> bytes:
     """The graph with fp16 weights and compute, fp32 at its inputs and outputs."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    return convert_float_to_float16(onnx.load_from_string(fp32),
-                                    keep_io_types=True).SerializeToString()
+    model = convert_float_to_float16(onnx.load_from_string(fp32), keep_io_types=True)
+    _topological_sort(model.graph)  # the converter appends its input casts at the end
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _topological_sort(graph: onnx.GraphProto) -> None:
+    """Reorder ``graph.node`` so that every node comes after the producers of its inputs."""
+    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        progress = [n for n in pending if all(i in ready for i in n.input)]
+        if not progress:
+            raise ValueError("the ONNX graph has a cycle or a missing input")
+        for n in progress:
+            ordered.append(n)
+            ready.update(n.output)
+        pending = [n for n in pending if n not in progress]
+    del graph.node[:]
+    graph.node.extend(ordered)

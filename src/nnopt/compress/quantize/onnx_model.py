@@ -71,12 +71,10 @@ class OnnxModel(nn.Module):
 
 
 def load_onnx_model(folder: Path, spec: dict[str, Any]) -> OnnxModel:
+    from nnopt.models.saving import read_checked
+
     path = folder / ONNX_FILE
-    if not path.is_file():
-        raise ModelFileError(f"no saved model in {folder}: {ONNX_FILE} is missing")
-    blob = path.read_bytes()
-    if spec.get("weights_sha256") not in (None, hashlib.sha256(blob).hexdigest()):
-        raise ModelFileError(f"{path} is corrupt: its SHA-256 does not match spec.json")
+    blob = read_checked(folder, ONNX_FILE, spec)
     try:
         onnx.checker.check_model(onnx.load_from_string(blob))
     except Exception as exc:  # noqa: BLE001  (onnx raises several types for bad files)

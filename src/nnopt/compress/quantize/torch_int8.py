@@ -149,14 +149,10 @@ class TorchInt8Model(nn.Module):
 
 def load_torch_int8(folder: Path, spec: dict[str, Any]) -> TorchInt8Model:
     """Rebuild the quantized graph from the float architecture, then load the int8 tensors."""
-    from nnopt.models.saving import build_from_spec
+    from nnopt.models.saving import build_from_spec, read_checked
 
     path = folder / FILE
-    if not path.is_file():
-        raise ModelFileError(f"no saved model in {folder}: {FILE} is missing")
-    blob = path.read_bytes()
-    if spec.get("weights_sha256") not in (None, hashlib.sha256(blob).hexdigest()):
-        raise ModelFileError(f"{path} is corrupt: its SHA-256 does not match spec.json")
+    blob = read_checked(folder, FILE, spec)
     try:
         tensors = st_load(blob)
     except Exception as exc:  # noqa: BLE001  (safetensors raises its own error type)
