@@ -11,6 +11,7 @@ import torch
 
 from conftest import tiny_raw
 from nnopt.context import RunContext
+from nnopt.measure.base import is_artifact, runtime_of
 from nnopt.measure.runtimes import export_onnx
 from nnopt.models import load_model, save_model
 from nnopt.recipe import resolve
@@ -36,6 +37,8 @@ def test_step_contract(step, tmp_path):
     save_model(out, tmp_path / "m")
     with torch.no_grad():
         assert torch.equal(load_model(tmp_path / "m")(x), y)
+    if is_artifact(out) and runtime_of(out) == "torch":
+        return  # a PyTorch int8/half artifact claims no ONNX export
     path = export_onnx(out, tmp_path / "m.onnx", x[:1])
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(sess.run(None, {"input": x.numpy()})[0], y.numpy(),

@@ -89,7 +89,8 @@ def _candidates(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext, fp32: by
     return out
 
 
-@STEPS.register("quantize", config=QuantizeConfig, tiny={"calibration_size": 32})
+@STEPS.register("quantize", config=QuantizeConfig,
+                tiny={"method": "ort-static", "calibration_size": 32})
 def quantize(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext) -> nn.Module:
     """Quantize to int8 for ONNX Runtime (static QDQ or dynamic) and measure what it bought."""
     if isinstance(model, OnnxModel) and model.spec.get("precision") != "fp32" or \
