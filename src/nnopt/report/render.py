@@ -153,8 +153,8 @@ CSS = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;c
        "img{max-width:100%}figcaption{color:#555;font-size:13px}")
 
 
-def _metrics_tables(doc: Doc, labels: list[str], steps: list[str],
-                    seconds: list[float], metrics: list[dict[str, float]], first: str) -> None:
+def metrics_tables(doc: Doc, labels: list[str], steps: list[str],
+                   seconds: list[float], metrics: list[dict[str, float]], first: str) -> None:
     cols = metric_columns(metrics)
     doc.table([first, "step", "time (s)"] + cols,
               [[lab, st, f"{sec:.1f}"] + [fmt(c, m.get(c)) for c in cols]
@@ -185,7 +185,7 @@ def _latency_table(doc: Doc, labels: list[str], records: list[StageRecord]) -> N
                    "p90 ms", "calls"], rows)
 
 
-def _figures(doc: Doc, points: list[plots.Point], targets: list[str], fig_dir: Path) -> None:
+def figures(doc: Doc, points: list[plots.Point], targets: list[str], fig_dir: Path) -> None:
     made = [(plots.accuracy_vs_latency(points, targets, fig_dir / "accuracy_vs_latency.png"),
              "Accuracy against measured latency, with the Pareto front"),
             (plots.accuracy_vs_size(points, fig_dir / "accuracy_vs_size.png"),
@@ -221,7 +221,7 @@ def write_report(report: Report, folder: str | Path) -> None:
           "test split; model selection used the validation split only.")
     doc.h2("Stages")
     labels = [s.name for s in report.stages]
-    _metrics_tables(doc, labels, [s.step for s in report.stages],
+    metrics_tables(doc, labels, [s.step for s in report.stages],
                     [s.seconds for s in report.stages], [s.metrics for s in report.stages],
                     "stage")
     _warnings(doc, labels, report.stages)
@@ -231,7 +231,7 @@ def write_report(report: Report, folder: str | Path) -> None:
         section(doc, labels, report.stages, folder / "figures")
     points = [plots.Point(s.name, s.metrics, s.details.get("history")) for s in report.stages]
     targets = [t["name"] for t in report.recipe.get("targets", [])]
-    _figures(doc, points, targets, folder / "figures")
+    figures(doc, points, targets, folder / "figures")
     _environment(doc, report.environment)
     _write(doc, folder)
 
@@ -271,7 +271,7 @@ def write_comparison(reports: list[tuple[str, Report]], folder: str | Path) -> N
               "compare their latencies with care.")
     doc.h2("Stages")
     labels = [lab for lab, _ in recs]
-    _metrics_tables(doc, labels, [s.step for _, s in recs], [s.seconds for _, s in recs],
+    metrics_tables(doc, labels, [s.step for _, s in recs], [s.seconds for _, s in recs],
                     [s.metrics for _, s in recs], "run/stage")
     _warnings(doc, labels, [s for _, s in recs])
     _latency_table(doc, labels, [s for _, s in recs])
@@ -280,6 +280,6 @@ def write_comparison(reports: list[tuple[str, Report]], folder: str | Path) -> N
         section(doc, labels, [s for _, s in recs], folder / "figures")
     points = [plots.Point(lab, s.metrics, s.details.get("history")) for lab, s in recs]
     targets = sorted({t["name"] for _, r in reports for t in r.recipe.get("targets", [])})
-    _figures(doc, points, targets, folder / "figures")
+    figures(doc, points, targets, folder / "figures")
     _environment(doc, reports[0][1].environment)
     _write(doc, folder)

@@ -14,8 +14,8 @@ import yaml
 from nnopt.errors import NnoptError, RecipeError
 from nnopt.fileio import atomic_write_json, atomic_write_text
 from nnopt.report import plots
-from nnopt.report.model import RESULTS, load_report
-from nnopt.report.render import Doc, _figures, _metrics_tables, fmt, metric_columns
+from nnopt.report.model import RESULTS, Report, load_report
+from nnopt.report.render import Doc, figures, fmt, metric_columns, metrics_tables
 from nnopt.search.executors import Executor
 
 
@@ -55,6 +55,7 @@ class VariantResult:
     error: str | None = None
     skipped: bool = False
     metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
 
 
 def variants(recipe_path: str, grid: list[tuple[str, list[Any]]], base: list[str],
@@ -65,17 +66,20 @@ def variants(recipe_path: str, grid: list[tuple[str, list[Any]]], base: list[str
         values = dict(zip(keys, combo))
         short = "_".join(f"{k.split('.')[-1]}={_compact(v)}" for k, v in values.items())
         name = f"v{i:02d}-" + re.sub(r"[^A-Za-z0-9_.=+-]+", "-", short)[:80]
-        sets = base + [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}"
-                       .replace("\n...", "") for k, v in values.items()]
+        sets = base + [f"{k}={_flow(v)}" for k, v in values.items()]
         result.append(Variant(name, values, sets, str(out / "variants" / name), recipe_path,
                               resume))
     return result
 
 
+def _flow(value: Any) -> str:
+    """A value as one line of YAML (what --set parses back)."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
 def _compact(value: Any) -> str:
     """[16, 32] -> 16+32, {a: 1} -> a:1: short enough for a folder name."""
-    text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
-    return re.sub(r"[\[\]{}\s]", "", text).replace(",", "+")
+    return re.sub(r"[\[\]{}\s]", "", _flow(value)).replace(",", "+")
 
 
 def run_variant(v: Variant) -> VariantResult:
@@ -85,8 +89,7 @@ def run_variant(v: Variant) -> VariantResult:
 
     if v.resume and (Path(v.out) / RESULTS).is_file():
         rep = load_report(v.out)
-        return VariantResult(v.name, v.values, v.out, True, skipped=True,
-                             metrics=rep.stages[-1].metrics if rep.stages else {})
+        return _finished(v, rep, skipped=True)
     try:
         rep = run_recipe(load_recipe(v.recipe_path, v.overrides), v.out)
     except NnoptError as exc:
@@ -94,8 +97,14 @@ def run_variant(v: Variant) -> VariantResult:
     except Exception as exc:  # a failed variant must not lose the others
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return VariantResult(v.name, v.values, v.out, False, error=last)
-    return VariantResult(v.name, v.values, v.out, True,
-                         metrics=rep.stages[-1].metrics if rep.stages else {})
+    return _finished(v, rep)
+
+
+def _finished(v: Variant, rep: Report, skipped: bool = False) -> VariantResult:
+    """A variant's last-stage metrics and total stage time, from its report."""
+    return VariantResult(v.name, v.values, v.out, True, skipped=skipped,
+                         metrics=rep.stages[-1].metrics if rep.stages else {},
+                         seconds=sum(st.seconds for st in rep.stages))
 
 
 def run_sweep(recipe_path: str, grid_specs: list[str], out: str | Path, executor: Executor, *,
@@ -135,8 +144,8 @@ def write_sweep_report(recipe_path: str, grid: list[tuple[str, list[Any]]],
     failed = [r for r in results if not r.ok]
     if ok:
         doc.h2("Variants")
-        _metrics_tables(doc, [r.name for r in ok], ["-"] * len(ok),
-                        [_seconds(r) for r in ok], [r.metrics for r in ok], "variant")
+        metrics_tables(doc, [r.name for r in ok], ["-"] * len(ok),
+                       [r.seconds for r in ok], [r.metrics for r in ok], "variant")
     if failed:
         doc.h2("Failed variants")
         doc.table(["variant", "error"], [[r.name, r.error or ""] for r in failed])
@@ -164,14 +173,7 @@ def write_sweep_report(recipe_path: str, grid: list[tuple[str, list[Any]]],
         points = [plots.Point(r.name, r.metrics) for r in ok]
         targets = sorted({k.split("/", 1)[1] for r in ok for k in r.metrics
                           if k.startswith("latency_ms/")})
-        _figures(doc, points, targets, out / "figures")
+        figures(doc, points, targets, out / "figures")
     atomic_write_text(out / "report.md", doc.markdown(out))
     atomic_write_text(out / "report.html", doc.html())
-
-
-def _seconds(r: VariantResult) -> float:
-    try:
-        return sum(s.seconds for s in load_report(r.out).stages)
-    except NnoptError:
-        return 0.0
 

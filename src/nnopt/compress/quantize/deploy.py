@@ -17,11 +17,11 @@ FAST = {"warmup": 5, "repeats": 30, "min_seconds": 0.3}
 MARGIN = 1.05  # int8 must be >= 5% faster than fp32 on the same runtime to count as faster
 
 
-def latency_on(model: nn.Module, m_data: Any, target: Target, runtime: str) -> float:
+def latency_on(model: nn.Module, data: Any, target: Target, runtime: str) -> float:
     """Median ms of ``model`` at ``target``'s batch and threads on ``runtime``."""
     t = target.model_copy(update={"runtime": runtime, "sparse": False, **FAST})
     with tempfile.TemporaryDirectory() as tmp:
-        return measure_target(Measurement(model, m_data, [t], Path(tmp)), t)["median_ms"]
+        return measure_target(Measurement(model, data, [t], Path(tmp)), t)["median_ms"]
 
 
 def effects(torch_fp32: nn.Module, ort_fp32: nn.Module, ort_int8: nn.Module, data: Any,
