@@ -26,7 +26,9 @@ def test_step_contract(step, tmp_path):
     resolved = resolve(tiny_raw(stages=[{step: entry.meta["tiny"]}]))
     data, model = prepare(resolved)
     before = copy.deepcopy(model.state_dict())
-    ctx = RunContext(recipe=resolved, data=data, out_dir=tmp_path, stage=step)
+    # an earlier stage exists, as in a recipe, for steps that use one (e.g. distill's teacher)
+    ctx = RunContext(recipe=resolved, data=data, out_dir=tmp_path, stage=step,
+                     models={"earlier": copy.deepcopy(model)})
     out = entry.fn(model, resolved.stages[0].config, ctx)
     # the input model is not mutated
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

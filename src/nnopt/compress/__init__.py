@@ -1,3 +1,4 @@
-"""Model reduction and deployment: pruning, quantization (export, int8, deployment choice)."""
+"""Model reduction and deployment: pruning, quantization, distillation, low-rank factorization,
+weight sharing and fusion."""
 
-from nnopt.compress import prune, quantize  # noqa: F401  (registers their steps)
+from nnopt.compress import cluster, distill, fuse, lowrank, prune, quantize  # noqa: F401  (registers their steps)

@@ -101,9 +101,15 @@ def size(m: Measurement) -> dict[str, float]:
 
 @METRICS.register("compressed_size", produces=["compressed_size_bytes"])
 def compressed_size(m: Measurement) -> dict[str, float]:
-    """Size in bytes of the saved safetensors file after xz compression (lzma preset 9)."""
+    """Size in bytes of a real compressed file nnopt decodes back into the model: the Deep
+    Compression file (codebooks + Huffman coding) for weight-shared models, else the saved
+    safetensors file after xz compression (lzma preset 9)."""
     if m.weights_path is None or not m.weights_path.is_file():
         return {}
+    encoded = m.weights_path.parent / "model.nnc"
+    if encoded.is_file():
+        m.details["compressor"] = "Deep Compression codec (k-means codebooks, Huffman coding)"
+        return {"compressed_size_bytes": encoded.stat().st_size}
     blob = lzma.compress(m.weights_path.read_bytes(), preset=9)
     m.details["compressor"] = COMPRESSOR
     return {"compressed_size_bytes": len(blob)}

@@ -87,3 +87,25 @@ def latency(m: Measurement) -> dict[str, float]:
         out[f"latency_ms/{target.name}"] = rec["median_ms"]
     m.details["latency"] = details
     return out
+
+
+def latency_probe(data: Any, targets: list[Target], name: str | None
+                  ) -> Callable[[Any], float]:
+    """A quick median-latency function on the named recipe target, for budget searches
+    (20 calls and 0.2 s per model; the stage's own measurement afterwards is the full one)."""
+    import tempfile
+    from pathlib import Path
+
+    from nnopt.errors import NnoptError
+
+    target = next((t for t in targets if t.name == name), None)
+    if target is None:
+        raise NnoptError(f"budget_target '{name}' is not a recipe target; targets: "
+                         + (", ".join(t.name for t in targets) or "none"))
+    fast = target.model_copy(update={"repeats": 20, "min_seconds": 0.2})
+
+    def median_ms(model: Any) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            return measure_target(Measurement(model, data, [fast], Path(tmp)), fast)["median_ms"]
+
+    return median_ms

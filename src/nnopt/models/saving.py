@@ -45,6 +45,10 @@ def save_model(model: nn.Module, folder: str | Path) -> Path:
     blob = st_save(state_tensors(model))
     atomic_write_bytes(folder / WEIGHTS, blob)
     atomic_write_json(folder / SPEC, {**spec, "weights_sha256": hashlib.sha256(blob).hexdigest()})
+    if spec.get("weight_sharing"):  # also the entropy-coded Deep Compression file
+        from nnopt.compress.cluster.codec import write_encoded
+
+        write_encoded(model, folder)
     return folder / WEIGHTS
 
 
@@ -95,8 +99,13 @@ def read_checked(folder: Path, name: str, spec: dict[str, Any]) -> bytes:
 
 
 def load_model(folder: str | Path) -> nn.Module:
-    """Rebuild the model from its spec and load its safetensors weights (eval mode)."""
+    """Rebuild the model from its spec and load its safetensors weights (eval mode); a
+    Deep Compression ``.nnc`` file is decoded instead."""
     folder = Path(folder)
+    if folder.is_file() and folder.suffix == ".nnc":
+        from nnopt.compress.cluster.codec import load_encoded
+
+        return load_encoded(folder)
     spec = read_spec(folder)
     if spec.get("format") == "nnopt-onnx":
         from nnopt.compress.quantize.onnx_model import load_onnx_model

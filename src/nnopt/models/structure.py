@@ -62,3 +62,10 @@ def apply_structure(model: nn.Module, structure: dict[str, Any]) -> nn.Module:
         else:
             owner._buffers[attr] = new
     return model
+
+
+def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Put ``new`` where the submodule ``name`` (dotted path) is."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)

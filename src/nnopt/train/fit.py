@@ -114,6 +114,15 @@ def fit(model: nn.Module, train: Split, *, config: TrainConfig, val: Split | Non
     seed_everything(seed)
     task = task or ClassificationTask(label_smoothing=config.label_smoothing)
     extra = task.setup(model)
+    try:
+        return _fit(model, train, config, val, task, extra, callbacks, stage, seed)
+    finally:
+        task.teardown()
+
+
+def _fit(model: nn.Module, train: Split, config: TrainConfig, val: Split | None,
+         task: TrainingTask, extra: list[nn.Module], callbacks: Sequence[Callback], stage: str,
+         seed: int) -> FitState:
     params = [p for m in [model, *extra] for p in m.parameters() if p.requires_grad]
     if not params:
         raise TrainingError(f"stage '{stage}': the model has no trainable parameters")

@@ -13,11 +13,15 @@ class TrainingTask:
     """Turns a batch into ``{"loss": scalar, "output": logits}``; subclasses change the loss.
 
     ``setup(model)`` may return extra modules whose parameters train alongside the model
-    (e.g. distillation adapters).
+    (e.g. distillation adapters); ``teardown()`` runs when fit() ends, even on an error
+    (e.g. to remove hooks).
     """
 
     def setup(self, model: nn.Module) -> list[nn.Module]:
         return []
+
+    def teardown(self) -> None:
+        return None
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         raise NotImplementedError

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from torch import nn
 
+from nnopt.compress.distill.task import DistillConfig
 from nnopt.compress.prune import masks as M
 from nnopt.compress.prune.preflight import preflight
 from nnopt.compress.prune.schedule import GradualPruning
@@ -52,6 +53,8 @@ class PruneConfig(Strict):
     exclude: list[str] = Field(default_factory=list, description="layer names not to prune")
     finetune: TrainConfig | None = Field(None, description="training after (or, gradual, during) "
                                          "pruning; masks are kept")
+    distill: DistillConfig | None = Field(None, description="fine-tune with a teacher's soft "
+                                          "targets instead of plain cross-entropy")
     preflight: bool = Field(True, description="time dense vs sparse on each target (unstructured)")
 
     @model_validator(mode="after")
@@ -66,6 +69,8 @@ class PruneConfig(Strict):
             raise ValueError(f"N:M needs N < M, got {self.n}:{self.m}")
         if (self.keep_macs or self.keep_latency) and self.method != "channel":
             raise ValueError("keep_macs / keep_latency budgets are for method 'channel'")
+        if self.distill and self.finetune is None:
+            raise ValueError("distill is the fine-tuning loss: set finetune too")
         if self.keep_latency and not self.budget_target:
             raise ValueError("keep_latency needs budget_target (the name of a recipe target)")
         if self.sensitivity_tolerance and self.method in ("nm", "channel", "movement"):
@@ -74,7 +79,12 @@ class PruneConfig(Strict):
 
 
 def _finetune(model: nn.Module, cfg: PruneConfig, ctx: RunContext, extra: list) -> object:
-    return fit(model, ctx.data.train, config=cfg.finetune, val=ctx.data.val,
+    task = None
+    if cfg.distill:
+        from nnopt.compress.distill.step import distillation_task
+
+        task = distillation_task(cfg.distill, ctx, cfg.finetune.label_smoothing)
+    return fit(model, ctx.data.train, config=cfg.finetune, val=ctx.data.val, task=task,
                callbacks=ctx.callbacks(model) + extra, stage=ctx.stage, seed=ctx.seed)
 
 
@@ -112,23 +122,9 @@ def _structured(model: nn.Module, cfg: PruneConfig, ctx: RunContext) -> None:
 
 
 def _latency_budget(model: nn.Module, cfg: PruneConfig, ctx: RunContext):  # noqa: ANN202
-    from nnopt.measure.base import Measurement
-    from nnopt.measure.latency import measure_target
+    from nnopt.measure.latency import latency_probe
 
-    target = next((t for t in ctx.targets if t.name == cfg.budget_target), None)
-    if target is None:
-        raise NnoptError(f"budget_target '{cfg.budget_target}' is not a recipe target; targets: "
-                         + ", ".join(t.name for t in ctx.targets))
-    fast = target.model_copy(update={"repeats": 20, "min_seconds": 0.2})
-
-    def ms(m: nn.Module) -> float:
-        import tempfile
-        from pathlib import Path
-
-        with tempfile.TemporaryDirectory() as tmp:
-            meas = Measurement(m, ctx.data, [fast], Path(tmp))
-            return measure_target(meas, fast)["median_ms"]
-
+    ms = latency_probe(ctx.data, ctx.targets, cfg.budget_target)
     limit = cfg.keep_latency * ms(model)
     return lambda m: ms(m) <= limit
 

@@ -8,6 +8,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
+from nnopt.compress.distill.task import DistillConfig
 from nnopt.compress.quantize.fake_quant import sqnr_db
 from nnopt.compress.quantize.mixed import assign_bits, layer_bits_sensitivity
 from nnopt.compress.quantize.onnx_model import OnnxModel
@@ -34,6 +35,8 @@ class QatConfig(Strict):
     bits_choices: list[int] = Field(default_factory=lambda: [2, 3, 4, 6, 8])
     exclude: list[str] = Field(default_factory=list, description="layers kept in float")
     finetune: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=3, lr=1e-4))
+    distill: DistillConfig | None = Field(None, description="fine-tune with a teacher's soft "
+                                          "targets (e.g. the float baseline)")
 
     @model_validator(mode="after")
     def _one_way(self) -> QatConfig:
@@ -75,7 +78,12 @@ def qat(model: nn.Module, cfg: QatConfig, ctx: RunContext) -> nn.Module:
     apply_plan(model, layers)
     model.spec = {**model.spec, "transforms": [*model.spec.get("transforms", []),
                                                {"kind": "qat", "layers": layers}]}
-    state = fit(model, ctx.data.train, config=cfg.finetune, val=ctx.data.val,
+    task = None
+    if cfg.distill:
+        from nnopt.compress.distill.step import distillation_task
+
+        task = distillation_task(cfg.distill, ctx, cfg.finetune.label_smoothing)
+    state = fit(model, ctx.data.train, config=cfg.finetune, val=ctx.data.val, task=task,
                 callbacks=ctx.callbacks(model), stage=ctx.stage, seed=ctx.seed)
     model.eval()
     rows = {}

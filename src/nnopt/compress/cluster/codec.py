@@ -1,0 +1,166 @@
+"""The Deep Compression file (Han et al. 2016): weight-shared layers stored as a codebook plus
+Huffman-coded cluster indices and, for sparse layers, Huffman-coded gaps between non-zeros;
+every other tensor stored raw. ``decode`` rebuilds the exact model (bit for bit).
+
+Layout: MAGIC, u32 little-endian header length, zlib-compressed JSON header (spec, and per
+tensor its encoding, shape, dtype, code lengths and payload offsets), then the payloads.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nnopt.compress.cluster import huffman
+from nnopt.errors import ModelFileError
+
+MAGIC = b"NNOPTDC\x01"
+MAX_GAP = 255  # gap symbols 0..254 are runs of zeros; symbol 255 skips 255 zeros (no weight)
+SUFFIX = ".nnc"
+
+
+def _shared_streams(t: torch.Tensor) -> tuple[dict[str, Any], bytes]:
+    """Encode one weight-shared tensor densely or sparsely, whichever file is smaller."""
+    flat = t.detach().flatten().float()
+    nz = flat != 0
+    values = flat[nz]
+    book = torch.unique(values) if len(values) else torch.zeros(0)
+    idx = torch.searchsorted(book, values).numpy()
+    book_bytes = book.numpy().astype("<f4").tobytes()
+    # dense: every position gets a symbol, zero is symbol len(book)
+    dense_sym = np.full(len(flat), len(book), dtype=np.int64)
+    dense_sym[nz.numpy()] = idx
+    d_len = huffman.code_lengths(np.bincount(dense_sym, minlength=len(book) + 1))
+    dense = huffman.encode(dense_sym, d_len)
+    # sparse: indices of the non-zeros, and the runs of zeros before each of them
+    pos = np.flatnonzero(nz.numpy())
+    gaps = np.diff(np.concatenate([[-1], pos])) - 1
+    gap_sym = _gap_symbols(gaps)
+    i_len = huffman.code_lengths(np.bincount(idx, minlength=len(book)))
+    g_len = huffman.code_lengths(np.bincount(gap_sym, minlength=MAX_GAP + 1))
+    i_bytes, g_bytes = huffman.encode(idx, i_len), huffman.encode(gap_sym, g_len)
+    if len(i_bytes) + len(g_bytes) < len(dense):
+        meta = {"encoding": "shared-sparse", "book": len(book), "count": len(idx),
+                "gap_count": len(gap_sym), "index_lengths": _lengths(i_len),
+                "gap_lengths": _lengths(g_len), "index_bytes": len(i_bytes)}
+        return meta, book_bytes + i_bytes + g_bytes
+    meta = {"encoding": "shared", "book": len(book), "count": len(dense_sym),
+            "index_lengths": _lengths(d_len)}
+    return meta, book_bytes + dense
+
+
+def _gap_symbols(gaps: np.ndarray) -> np.ndarray:
+    escapes = gaps // MAX_GAP
+    rest = gaps % MAX_GAP
+    out = np.repeat(np.full(len(gaps), MAX_GAP), escapes)
+    ends = np.cumsum(escapes + 1) - 1
+    full = np.empty(int((escapes + 1).sum()), dtype=np.int64)
+    mask = np.ones(len(full), dtype=bool)
+    mask[ends] = False
+    full[mask] = out
+    full[ends] = rest
+    return full
+
+
+def _lengths(lengths: np.ndarray) -> list[int]:
+    return [int(x) for x in lengths]
+
+
+def encode_model(model: nn.Module) -> bytes:
+    """The Deep Compression file of an nnopt model whose spec lists ``weight_sharing`` layers."""
+    spec = {k: v for k, v in model.spec.items() if k != "weights_sha256"}
+    shared = set((spec.get("weight_sharing") or {}).get("layers", {}))
+    entries, payload = [], bytearray()
+    for name, t in model.state_dict().items():
+        entry: dict[str, Any] = {"name": name, "shape": list(t.shape),
+                                 "dtype": str(t.dtype).removeprefix("torch."),
+                                 "offset": len(payload)}
+        if name.removesuffix(".weight") in shared and name.endswith(".weight"):
+            meta, blob = _shared_streams(t)
+        else:
+            meta, blob = {"encoding": "raw"}, t.detach().contiguous().cpu().numpy().tobytes()
+        entry.update(meta, length=len(blob))
+        entries.append(entry)
+        payload += blob
+    header = zlib.compress(json.dumps({"spec": spec, "tensors": entries},
+                                      separators=(",", ":")).encode(), 9)
+    return MAGIC + struct.pack("<I", len(header)) + header + bytes(payload)
+
+
+def _decode_tensor(e: dict[str, Any], blob: bytes) -> torch.Tensor:
+    dtype = getattr(torch, e["dtype"])
+    n = int(np.prod(e["shape"])) if e["shape"] else 1
+    if e["encoding"] == "raw":
+        arr = np.frombuffer(blob, dtype=torch.empty(0, dtype=dtype).numpy().dtype).copy()
+        return torch.from_numpy(arr).reshape(e["shape"])
+    book = np.frombuffer(blob[:4 * e["book"]], dtype="<f4")
+    rest = blob[4 * e["book"]:]
+    flat = np.zeros(n, dtype=np.float32)
+    if e["encoding"] == "shared":
+        sym = huffman.decode(rest, np.array(e["index_lengths"]), e["count"])
+        values = np.concatenate([book, np.zeros(1, dtype=np.float32)])
+        flat = values[sym]
+    else:
+        idx = huffman.decode(rest[:e["index_bytes"]], np.array(e["index_lengths"]), e["count"])
+        gap_sym = huffman.decode(rest[e["index_bytes"]:], np.array(e["gap_lengths"]),
+                                 e["gap_count"])
+        steps = np.where(gap_sym == MAX_GAP, MAX_GAP, gap_sym + 1)
+        placed = gap_sym != MAX_GAP
+        pos = (np.cumsum(steps) - 1)[placed]
+        flat[pos] = book[idx]
+    return torch.from_numpy(flat.astype(np.float32)).reshape(e["shape"]).to(dtype)
+
+
+def decode_model(data: bytes, source: str = "file") -> nn.Module:
+    """Rebuild the model a Deep Compression file holds (eval mode)."""
+    from nnopt.models.saving import build_from_spec
+
+    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4:
+        raise ModelFileError(f"{source} is not an nnopt Deep Compression file")
+    (hlen,) = struct.unpack("<I", data[len(MAGIC):len(MAGIC) + 4])
+    start = len(MAGIC) + 4
+    try:
+        header = json.loads(zlib.decompress(data[start:start + hlen]))
+        body = data[start + hlen:]
+        tensors = {e["name"]: _decode_tensor(e, body[e["offset"]:e["offset"] + e["length"]])
+                   for e in header["tensors"]}
+        model = build_from_spec(header["spec"])
+        model.load_state_dict(tensors, strict=True)
+    except (zlib.error, json.JSONDecodeError, KeyError, ValueError, IndexError,
+            RuntimeError) as exc:
+        raise ModelFileError(f"{source} is corrupt: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    return model.eval()
+
+
+def load_encoded(path: str | Path) -> nn.Module:
+    path = Path(path)
+    return decode_model(path.read_bytes(), str(path))
+
+
+def write_encoded(model: nn.Module, folder: str | Path) -> Path | None:
+    """Write ``folder/model.nnc`` if the model's shared layers still hold at most their
+    codebook's values (a later training stage may have broken the sharing); the file is
+    decoded again and must give back every tensor bit for bit."""
+    from nnopt.errors import NnoptError
+    from nnopt.fileio import atomic_write_bytes
+
+    layers = (model.spec.get("weight_sharing") or {}).get("layers", {})
+    state = model.state_dict()
+    for name, row in layers.items():
+        w = state[name + ".weight"]
+        if torch.unique(w[w != 0]).numel() > 2 ** row["bits"]:
+            return None
+    blob = encode_model(model)
+    back = decode_model(blob).state_dict()
+    if any(not torch.equal(back[k], v.cpu()) for k, v in state.items()):
+        raise NnoptError("the Deep Compression file did not decode to the same weights")
+    path = Path(folder) / ("model" + SUFFIX)
+    atomic_write_bytes(path, blob)
+    return path
