@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
+from _timing import side_by_side
 from nnopt.data import load_data
-from nnopt.measure import Measurement
-from nnopt.measure.latency import measure_target
 from nnopt.models import load_model
 from nnopt.recipe import Target, resolve
 from nnopt.report import load_report
@@ -45,21 +42,14 @@ def main() -> int:
     data = load_data(resolve({"data": {"name": "fashion-mnist", "eval_limit": 1000},
                               "model": {"name": "mlp"}}).data)
     models = {"train": load_model(run / "models/train"), "prune": load_model(run / "models/prune")}
-    times: dict[str, dict[str, list[float]]] = {t.name: {k: [] for k in models} for t in TARGETS}
-    with tempfile.TemporaryDirectory() as tmp:
-        meas = {k: Measurement(m, data, TARGETS, Path(tmp) / k) for k, m in models.items()}
-        for _ in range(args.rounds):  # alternate so that machine noise hits both alike
-            for t in TARGETS:
-                for k in models:
-                    times[t.name][k].append(measure_target(meas[k], t)["median_ms"])
+    times = side_by_side(models, data, TARGETS, args.rounds)
     result = {"accuracy_baseline": acc["train"], "accuracy_pruned": acc["prune"],
               "accuracy_drop_points": round(100 * (acc["train"] - acc["prune"]), 2),
               "params": [s.metrics["params"] for s in report.stages],
               "macs": [s.metrics["macs"] for s in report.stages], "targets": {}}
     ok = acc["train"] - acc["prune"] <= MAX_DROP
     for t in TARGETS:
-        base = statistics.median(times[t.name]["train"])
-        pruned = statistics.median(times[t.name]["prune"])
+        base, pruned = times[t.name]["train"], times[t.name]["prune"]
         result["targets"][t.name] = {"runtime": t.runtime, "batch": t.batch_size,
                                      "threads": t.threads, "baseline_ms": round(base, 4),
                                      "pruned_ms": round(pruned, 4),

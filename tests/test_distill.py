@@ -124,3 +124,35 @@ def test_unknown_teacher_and_student_are_clear_errors(tmp_path):
     raw = tiny_raw(stages=[{"distill": {"train": {"epochs": 1}}}])
     with pytest.raises(NnoptError, match="no stage ran before"):
         run_recipe(resolve(raw), tmp_path / "run2")
+
+
+def test_cached_teacher_logits_give_the_same_loss():
+    student, teacher, x, y = _models()
+    cfg = DistillConfig(temperature=2.0, alpha=0.8)
+    cached = DistillationTask(teacher, cfg, x, train_x=x)
+    plain = DistillationTask(teacher, cfg, x)
+    cached.setup(student), plain.setup(student)
+    student.eval()
+    idx = torch.tensor([4, 1, 3])
+    a = cached(student, x[idx], y[idx], index=idx)["loss"]
+    b = plain(student, x[idx], y[idx], index=idx)["loss"]
+    assert cached.cached is not None and a.item() == pytest.approx(b.item(), rel=1e-6)
+    cached.teardown()
+    assert cached.cached is None
+
+
+def test_mixup_feeds_the_teacher_mixed_inputs_only_in_training():
+    student, teacher, x, y = _models()
+    task = DistillationTask(teacher, DistillConfig(alpha=1.0, mixup=1.0), x, train_x=x)
+    task.setup(student)
+    assert task.cached is None  # mixed inputs are new: nothing to cache
+    seen = []
+    handle = teacher.register_forward_hook(lambda m, a, out: seen.append(a[0]))
+    student.train()
+    torch.manual_seed(1)
+    task(student, x, y)
+    assert not torch.equal(seen[-1], x) and seen[-1].min() >= 0 and seen[-1].max() <= 1
+    student.eval()
+    task(student, x, y)
+    assert torch.equal(seen[-1], x)
+    handle.remove()

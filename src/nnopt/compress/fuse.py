@@ -10,6 +10,7 @@ and the int8 paths of ``quantize``.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,6 +25,8 @@ from nnopt.models.saving import TRANSFORMS
 from nnopt.models.structure import replace_module
 from nnopt.recipe import Strict
 from nnopt.registry import STEPS
+from nnopt.report.model import StageRecord
+from nnopt.report.render import Doc, register_section
 from nnopt.train.fit import predict
 
 LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -114,3 +117,18 @@ def fuse(model: nn.Module, cfg: FuseConfig, ctx: RunContext) -> nn.Module:
         raise NnoptError(f"folding changed the outputs by {diff:.3g} (> tolerance "
                          f"{cfg.tolerance:g}); exclude the offending BatchNorm")
     return model
+
+
+@register_section
+def fusion_section(doc: Doc, labels: list[str], records: list[StageRecord], figs: Path) -> None:
+    rows = [[lab, str(len(s.details["fusion"]["pairs"])),
+             f"{s.details['fusion']['max_abs_output_diff']:.2e}",
+             str(s.details["fusion"]["checked_examples"])]
+            for lab, s in zip(labels, records) if s.details.get("fusion")]
+    if rows:
+        doc.h2("Fusion")
+        doc.p("BatchNorm layers folded into the conv/linear before them; the outputs of the "
+              "fused model are compared with the input model's on validation examples. The "
+              "latency change is in the latency table.")
+        doc.table(["stage", "folded BatchNorms", "max |output difference|", "examples checked"],
+                  rows)

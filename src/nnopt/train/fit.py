@@ -151,7 +151,7 @@ def _fit(model: nn.Module, train: Split, config: TrainConfig, val: Split | None,
         seen = 0
         for b, idx in enumerate(batches(len(train), config.batch_size, gen)):
             x, y = x_all[idx], y_all[idx]
-            out = task(model, x, y)
+            out = task(model, x, y, index=idx)
             loss = out["loss"]
             if not torch.isfinite(loss):
                 raise TrainingError(

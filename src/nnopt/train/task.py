@@ -14,7 +14,8 @@ class TrainingTask:
 
     ``setup(model)`` may return extra modules whose parameters train alongside the model
     (e.g. distillation adapters); ``teardown()`` runs when fit() ends, even on an error
-    (e.g. to remove hooks).
+    (e.g. to remove hooks). ``index`` holds the batch's positions in the training split, for
+    tasks that keep per-example state (cached teacher outputs, per-sample losses).
     """
 
     def setup(self, model: nn.Module) -> list[nn.Module]:
@@ -23,7 +24,8 @@ class TrainingTask:
     def teardown(self) -> None:
         return None
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 index: torch.Tensor | None = None) -> dict[str, Any]:
         raise NotImplementedError
 
 
@@ -33,7 +35,8 @@ class ClassificationTask(TrainingTask):
     def __init__(self, *, label_smoothing: float = 0.0) -> None:
         self.label_smoothing = label_smoothing
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 index: torch.Tensor | None = None) -> dict[str, Any]:
         out = model(x)
         return {"loss": F.cross_entropy(out, y, label_smoothing=self.label_smoothing),
                 "output": out}

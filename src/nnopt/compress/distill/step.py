@@ -42,7 +42,7 @@ def distillation_task(cfg: DistillConfig, ctx: RunContext, label_smoothing: floa
                       ) -> DistillationTask:
     """The TrainingTask other steps (prune, qat) use when their config has ``distill``."""
     return DistillationTask(resolve_teacher(cfg.teacher, ctx), cfg, ctx.data.train.x[:8],
-                            label_smoothing=label_smoothing)
+                            label_smoothing=label_smoothing, train_x=ctx.data.train.x)
 
 
 @STEPS.register("distill", config=DistillStepConfig,

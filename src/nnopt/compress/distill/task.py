@@ -33,6 +33,9 @@ class DistillConfig(Strict):
     attention_layers: list[tuple[str, str]] | None = Field(
         None, description="[student module, teacher module] pairs; default: the last activation "
         "at each spatial size both models share")
+    mixup: float = Field(0.0, ge=0, description="mix each batch's inputs with Beta(a, a) weights "
+                         "and let the teacher label the mixed inputs (function matching, Beyer "
+                         "et al. 2022); 0: off")
 
     @model_validator(mode="after")
     def _some_loss(self) -> DistillConfig:
@@ -116,13 +119,17 @@ class DistillationTask(TrainingTask):
     """(1 - alpha) CE(student, y) + alpha T^2 KL(teacher_T || student_T) + hint and attention terms.
 
     The teacher runs in eval mode without gradients. Hint adapters (Linear or 1x1 conv) are extra
-    trainable modules returned by ``setup``; they are discarded after training.
+    trainable modules returned by ``setup``; they are discarded after training. Given the
+    training inputs (``train_x``), logit-only distillation computes the teacher's logits once
+    and looks them up by batch index (exact: fit() feeds the split's inputs unchanged).
     """
 
     def __init__(self, teacher: nn.Module, cfg: DistillConfig, example: torch.Tensor,
-                 *, label_smoothing: float = 0.0) -> None:
+                 *, label_smoothing: float = 0.0, train_x: torch.Tensor | None = None) -> None:
         self.teacher, self.cfg, self.example = teacher, cfg, example
         self.label_smoothing = label_smoothing
+        self.train_x = train_x
+        self.cached: torch.Tensor | None = None
         self.hints: list[tuple[str, str]] = []
         self.attn: list[tuple[str, str]] = []
         self.adapters = nn.ModuleList()
@@ -138,6 +145,10 @@ class DistillationTask(TrainingTask):
             self.attn = ([tuple(p) for p in cfg.attention_layers] if cfg.attention_layers
                          else attention_pairs(model, self.teacher, self.example[:1]))
         pairs = self.hints + self.attn
+        if not pairs and self.train_x is not None and not cfg.mixup:
+            from nnopt.train.fit import predict
+
+            self.cached = predict(self.teacher, self.train_x)
         self._taps = [_Taps(model, [s for s, _ in pairs]), _Taps(self.teacher, [t for _, t in pairs])]
         if self.hints:
             with torch.no_grad():
@@ -153,13 +164,27 @@ class DistillationTask(TrainingTask):
     def teardown(self) -> None:
         for taps in self._taps:
             taps.remove()
+        self.cached = None
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 index: torch.Tensor | None = None) -> dict[str, Any]:
         cfg = self.cfg
-        with torch.no_grad():
-            t_out = self.teacher(x)
+        lam, perm = 1.0, None
+        if cfg.mixup and model.training:
+            lam = float(torch.distributions.Beta(cfg.mixup, cfg.mixup).sample())
+            perm = torch.randperm(len(x))
+            x = lam * x + (1 - lam) * x[perm]
+        if self.cached is not None and index is not None:
+            t_out = self.cached[index]
+        else:
+            with torch.no_grad():
+                t_out = self.teacher(x)
         out = model(x)
-        loss = (1 - cfg.alpha) * F.cross_entropy(out, y, label_smoothing=self.label_smoothing)
+        ce = F.cross_entropy(out, y, label_smoothing=self.label_smoothing)
+        if perm is not None:  # the hard labels are mixed like the inputs (Zhang et al. 2018)
+            ce = lam * ce + (1 - lam) * F.cross_entropy(out, y[perm],
+                                                        label_smoothing=self.label_smoothing)
+        loss = (1 - cfg.alpha) * ce
         if cfg.alpha:
             loss = loss + cfg.alpha * kd_loss(out, t_out, cfg.temperature)
         s_vals, t_vals = self._taps[0].values, self._taps[1].values

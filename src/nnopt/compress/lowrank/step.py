@@ -145,7 +145,7 @@ def apply_ranks(model: nn.Module, rows: dict[str, dict[str, Any]]) -> dict[str, 
     return chosen
 
 
-ENERGIES = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
+ENERGIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 
 
 def _budget_energy(model: nn.Module, layers: dict[str, Any], cfg: FactorizeConfig,

@@ -1,0 +1,27 @@
+"""Side-by-side latency for benchmark scripts: models timed alternately over rounds, medians."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from nnopt.measure import Measurement
+from nnopt.measure.latency import measure_target
+from nnopt.recipe import Target
+
+
+def side_by_side(models: dict[str, Any], data: Any, targets: list[Target], rounds: int = 5
+                 ) -> dict[str, dict[str, float]]:
+    """``{target: {model: median over rounds of each round's median ms}}``; every round times
+    every model on every target in turn, so machine noise hits them alike."""
+    times: dict[str, dict[str, list[float]]] = {t.name: {k: [] for k in models} for t in targets}
+    with tempfile.TemporaryDirectory() as tmp:
+        meas = {k: Measurement(m, data, targets, Path(tmp) / k.replace("/", "_"))
+                for k, m in models.items()}
+        for _ in range(rounds):
+            for t in targets:
+                for k in models:
+                    times[t.name][k].append(measure_target(meas[k], t)["median_ms"])
+    return {t: {k: statistics.median(v) for k, v in per.items()} for t, per in times.items()}
