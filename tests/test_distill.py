@@ -156,3 +156,17 @@ def test_mixup_feeds_the_teacher_mixed_inputs_only_in_training():
     task(student, x, y)
     assert torch.equal(seen[-1], x)
     handle.remove()
+
+
+def test_teacher_from_a_saved_folder_or_a_factory(tmp_path):
+    from nnopt.models import save_model
+    from nnopt.runner import prepare
+
+    resolved = resolve(tiny_raw())
+    _, teacher = prepare(resolved)
+    save_model(teacher, tmp_path / "teacher")
+    for ref in (str(tmp_path / "teacher"), "helpers.user_models:small_net"):
+        raw = tiny_raw(stages=[{"distill": {"teacher": ref, "train": {"epochs": 1,
+                                                                       "batch_size": 32}}}])
+        report = run_recipe(resolve(raw), tmp_path / ref.replace("/", "_").replace(":", "_"))
+        assert report.stages[0].details["distillation"]["teacher"] == ref
