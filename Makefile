@@ -50,6 +50,10 @@ benchmarks: setup data
 	$(BIN)/python benchmarks/quant_deploy.py --run runs/quantize
 	$(BIN)/python benchmarks/qat_bits.py --model runs/quantize/models/train
 	$(BIN)/python benchmarks/minilm_int8.py
+	$(BIN)/python benchmarks/deep_compression.py --out runs/deep-compression
+	$(BIN)/python benchmarks/distill.py --out runs/distill-bench
+	$(BIN)/python benchmarks/lowrank.py --run runs/factorize
+	$(BIN)/python benchmarks/pipelines.py --run runs/prune-distill-int8 --rounds 7
 
 clean:
 	rm -rf runs .pytest_cache
