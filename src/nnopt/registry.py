@@ -91,6 +91,7 @@ def _load_builtins() -> None:
     import nnopt.measure  # noqa: F401
     import nnopt.models  # noqa: F401
     import nnopt.train  # noqa: F401
+    import nnopt.trust  # noqa: F401
 
 
 def find(name: str) -> Entry:

@@ -1,0 +1,3 @@
+"""Calibration metrics (functional cores and registered metrics)."""
+
+from nnopt.trust.calibration import metrics  # noqa: F401  (registration)
