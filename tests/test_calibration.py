@@ -127,3 +127,15 @@ def test_logits_and_probabilities_are_not_confused():
         nll_score(probs, labels)
     with pytest.raises(ValueError, match="matrix"):
         brier_score(probs[:, 0], labels)
+
+
+def test_reliability_bins_agree_with_ece():
+    from nnopt.trust.calibration.metrics import reliability_bins
+
+    probs, labels = _random(3)
+    rel = reliability_bins(probs, labels, bins=10)
+    n = sum(rel["count"])
+    assert n == len(labels) and rel["upper"][-1] == 1.0
+    ece = sum(c / n * abs(a - f) for c, a, f in zip(rel["count"], rel["accuracy"],
+                                                       rel["confidence"]))
+    assert ece == pytest.approx(expected_calibration_error(probs, labels, 10), abs=1e-12)

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from nnopt.measure.base import Measurement
 from nnopt.registry import METRICS
-from nnopt.trust.calibration.metrics import check_logits, expected_calibration_error
+from nnopt.trust.calibration.metrics import (check_logits, expected_calibration_error,
+                                             reliability_bins)
 
 __all__ = ["accuracy_score", "expected_calibration_error", "nll_score"]
 
@@ -26,7 +27,9 @@ def nll_score(logits: torch.Tensor, labels: torch.Tensor) -> float:
 @METRICS.register("ece", produces=["ece"])
 def ece(m: Measurement) -> dict[str, float]:
     """Expected calibration error (15 equal-width bins) of the softmax on the test split."""
-    return {"ece": expected_calibration_error(m.logits.double().softmax(1), m.labels)}
+    probs = m.logits.double().softmax(1)
+    m.details["reliability"] = reliability_bins(probs, m.labels)
+    return {"ece": expected_calibration_error(probs, m.labels)}
 
 
 @METRICS.register("accuracy", produces=["accuracy"])

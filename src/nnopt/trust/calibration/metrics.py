@@ -71,6 +71,21 @@ def _gaps(conf: torch.Tensor, hit: torch.Tensor, bins: int, scheme: Scheme
     return n[keep] / len(conf), (hit_sum[keep] - conf_sum[keep]).abs() / n[keep]
 
 
+def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15
+                     ) -> dict[str, list[float]]:
+    """Per equal-width bin: its upper edge, example count, mean confidence and accuracy (the
+    data of a reliability diagram; empty bins have count 0 and no confidence/accuracy)."""
+    p = check_probs(probs, "reliability_bins")
+    conf, pred = p.max(1)
+    idx = bin_index(conf, bins, "width")
+    n = torch.bincount(idx, minlength=bins).double()
+    c = torch.zeros(bins, dtype=torch.double).index_add_(0, idx, conf)
+    a = torch.zeros(bins, dtype=torch.double).index_add_(0, idx, (pred == labels).double())
+    safe = n.clamp(min=1)
+    return {"upper": [(b + 1) / bins for b in range(bins)], "count": n.tolist(),
+            "confidence": (c / safe).tolist(), "accuracy": (a / safe).tolist()}
+
+
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15, *,
                                scheme: Scheme = "width") -> float:
     """Sample-weighted mean over bins of |accuracy - mean confidence| of the top class."""
