@@ -1,5 +1,4 @@
-"""Calibration metrics as plain functions of probabilities and labels, plus their registered
-metrics on a stage's test predictions.
+"""Calibration metrics as plain functions of probabilities and labels.
 
 - ECE (Naeini et al. 2015; Guo et al. 2017) with equal-width bins over (0, 1], a confidence of
   exactly 1.0 in the last bin, or equal-mass ("adaptive") bins (Nixon et al. 2019);
@@ -7,6 +6,8 @@ metrics on a stage's test predictions.
 - classwise ECE over every class probability (Kull et al. 2019);
 - the multi-class Brier score (Brier 1950): mean squared distance to the one-hot label;
 - AURC, the area under the selective risk-coverage curve (Geifman et al. 2018).
+
+Plain functions of tensors only (no nnopt imports), so any module can use them.
 """
 
 from __future__ import annotations
@@ -14,9 +15,6 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-
-from nnopt.measure.base import Measurement
-from nnopt.registry import METRICS
 
 Scheme = Literal["width", "mass"]
 
@@ -129,37 +127,3 @@ def aurc(probs: torch.Tensor, labels: torch.Tensor) -> float:
     order = torch.argsort(-conf, stable=True)
     errors = (pred[order] != labels[order]).double().cumsum(0)
     return float((errors / torch.arange(1, len(conf) + 1, dtype=torch.double)).mean())
-
-
-def _probs(m: Measurement) -> torch.Tensor:
-    return m.logits.double().softmax(1)
-
-
-@METRICS.register("ece_adaptive", produces=["ece_adaptive"])
-def ece_adaptive(m: Measurement) -> dict[str, float]:
-    """ECE with 15 equal-mass bins on the test split."""
-    return {"ece_adaptive": expected_calibration_error(_probs(m), m.labels, scheme="mass")}
-
-
-@METRICS.register("mce", produces=["mce"])
-def mce(m: Measurement) -> dict[str, float]:
-    """Maximum calibration error (15 equal-width bins) on the test split."""
-    return {"mce": max_calibration_error(_probs(m), m.labels)}
-
-
-@METRICS.register("classwise_ece", produces=["classwise_ece"])
-def classwise_ece(m: Measurement) -> dict[str, float]:
-    """Classwise ECE (15 equal-width bins, mean over classes) on the test split."""
-    return {"classwise_ece": classwise_calibration_error(_probs(m), m.labels)}
-
-
-@METRICS.register("brier", produces=["brier"])
-def brier(m: Measurement) -> dict[str, float]:
-    """Multi-class Brier score on the test split."""
-    return {"brier": brier_score(_probs(m), m.labels)}
-
-
-@METRICS.register("aurc", produces=["aurc"])
-def aurc_metric(m: Measurement) -> dict[str, float]:
-    """Area under the risk-coverage curve (selective prediction) on the test split."""
-    return {"aurc": aurc(_probs(m), m.labels)}
