@@ -58,3 +58,24 @@ def test_detection_metrics_on_known_cases():
     # 20 ID scores 1..20: the 95% threshold accepts 19 of them (scores >= 2)
     m = detection_metrics(torch.arange(1.0, 21.0), torch.tensor([1.5, 2.0, 30.0, 0.0]))
     assert m["fpr95"] == pytest.approx(2 / 4)
+
+
+def test_ood_metric_in_a_run_and_its_sets(tmp_path):
+    from conftest import tiny_raw
+    from nnopt.data import load_data
+    from nnopt.data.ood import ood_sets
+    from nnopt.recipe import resolve
+    from nnopt.runner import run_recipe
+
+    raw = tiny_raw()
+    raw["evaluate"] = ["accuracy", "ood"]
+    resolved = resolve(raw)
+    sets = ood_sets(load_data(resolved.data), size=50)
+    assert sets["digits"].shape == (50, 1, 8, 8) and sets["noise"].shape == (50, 1, 8, 8)
+    assert all(0 <= float(s.min()) and float(s.max()) <= 1 for s in sets.values())
+    assert torch.equal(sets["noise"], ood_sets(load_data(resolved.data), size=50)["noise"])
+    report = run_recipe(resolved, tmp_path / "run")
+    metrics, details = report.stages[0].metrics, report.stages[0].details["ood"]
+    assert {"ood_auroc/digits", "ood_fpr95/digits", "ood_auroc/noise"} <= set(metrics)
+    assert metrics["ood_auroc/digits"] == details["digits"]["energy"]["auroc"]
+    assert set(details["noise"]) == {"msp", "entropy", "energy"}
