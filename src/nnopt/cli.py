@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -76,6 +77,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from pydantic import BaseModel
     from pydantic_core import PydanticUndefined
 
     from nnopt.registry import find
@@ -91,11 +93,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
             if fname == "name":
                 continue
             if f.default is not PydanticUndefined:
-                default = repr(f.default)
+                value = f.default
             elif f.default_factory is not None:
-                default = repr(f.default_factory())
+                value = f.default_factory()
             else:
+                value = PydanticUndefined
+            if value is PydanticUndefined:
                 default = "(required)"
+            elif isinstance(value, BaseModel):  # a nested config: only what differs is news
+                changed = value.model_dump(exclude_defaults=True)
+                default = f"{type(value).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+            else:
+                default = repr(value)
             ann = getattr(f.annotation, "__name__", None) or str(f.annotation)
             rows.append([fname, ann.replace("typing.", ""), default, f.description or ""])
         if rows:
@@ -199,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nnopt: interrupted; no partial output was kept", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `nnopt explain prune | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # noqa: BLE001
         if args.debug:
             traceback.print_exc()
