@@ -11,15 +11,13 @@ the encoded file is >= 40x smaller than the baseline's fp32 safetensors file, ac
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 from pathlib import Path
 
+from _common import finished_run
 from nnopt.data import load_data
+from nnopt.measure.quality import accuracy_score
 from nnopt.models import load_model
 from nnopt.recipe import load_recipe
-from nnopt.report import load_report
-from nnopt.measure.quality import accuracy_score
 from nnopt.train.fit import predict
 
 
@@ -28,10 +26,7 @@ def main() -> int:
     ap.add_argument("--out", default="runs/deep-compression")
     args = ap.parse_args()
     out = Path(args.out)
-    if not (out / "results.json").is_file():
-        subprocess.run([sys.executable, "-m", "nnopt", "run", "recipes/deep-compression.yaml",
-                        "--out", str(out), "--quiet"], check=True)
-    report = load_report(out)
+    report = finished_run("recipes/deep-compression.yaml", out)
     base, final = report.stages[0], report.stages[-1]
     encoded = out / final.artifact / "model.nnc"
     decoded = load_model(encoded)

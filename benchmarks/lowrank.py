@@ -12,15 +12,12 @@ break-even rank is where a factorized layer stops being cheaper than the dense o
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 from pathlib import Path
 
-from _timing import side_by_side
+from _common import finished_run, side_by_side
 from nnopt.data import load_data
 from nnopt.models import load_model
 from nnopt.recipe import Target, resolve
-from nnopt.report import load_report
 
 TARGETS = [Target(name="server", runtime="torch", batch_size=64, threads=2),
            Target(name="edge", runtime="onnxruntime", batch_size=1, threads=1)]
@@ -32,10 +29,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     run = Path(args.run)
-    if not (run / "results.json").is_file():
-        subprocess.run([sys.executable, "-m", "nnopt", "run", "recipes/factorize.yaml", "--out",
-                        str(run), "--quiet"], check=True)
-    report = load_report(run)
+    report = finished_run("recipes/factorize.yaml", run)
     base, fac = report.stages[0], report.stages[1]
     data = load_data(resolve({"data": {"name": "fashion-mnist", "eval_limit": 1000},
                               "model": {"name": "mlp"}}).data)

@@ -14,16 +14,13 @@ The front over every stage, two-method combinations included, is printed too.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 from pathlib import Path
 
-from _timing import side_by_side
+from _common import finished_run, side_by_side
 from nnopt.data import load_data
 from nnopt.measure.base import is_artifact, runtime_of
 from nnopt.models import load_model
 from nnopt.recipe import Target, resolve
-from nnopt.report import load_report
 from nnopt.report.plots import pareto_front
 
 SERVER = Target(name="server", runtime="torch", batch_size=64, threads=2)
@@ -36,10 +33,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     run = Path(args.run)
-    if not (run / "results.json").is_file():
-        subprocess.run([sys.executable, "-m", "nnopt", "run", "recipes/prune-distill-int8.yaml",
-                        "--out", str(run), "--quiet"], check=True)
-    report = load_report(run)
+    report = finished_run("recipes/prune-distill-int8.yaml", run)
     data = load_data(resolve({"data": {"name": "fashion-mnist", "eval_limit": 1000},
                               "model": {"name": "mlp"}}).data)
     models = {s.name: load_model(run / s.artifact) for s in report.stages}

@@ -1,8 +1,11 @@
-"""Side-by-side latency for benchmark scripts: models timed alternately over rounds, medians."""
+"""Helpers of the benchmark scripts: a finished run (run once if missing) and side-by-side
+latency (models timed alternately over rounds, medians)."""
 
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,16 @@ from typing import Any
 from nnopt.measure import Measurement
 from nnopt.measure.latency import measure_target
 from nnopt.recipe import Target
+from nnopt.report import Report, load_report
+
+
+def finished_run(recipe: str, out: str | Path) -> Report:
+    """The report of ``recipe`` run into ``out``, running it first unless it already finished."""
+    out = Path(out)
+    if not (out / "results.json").is_file():
+        subprocess.run([sys.executable, "-m", "nnopt", "run", recipe, "--out", str(out),
+                        "--quiet"], check=True)
+    return load_report(out)
 
 
 def side_by_side(models: dict[str, Any], data: Any, targets: list[Target], rounds: int = 5
