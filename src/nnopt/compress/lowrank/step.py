@@ -104,20 +104,26 @@ def _method(layer: nn.Module, cfg: FactorizeConfig) -> str:
     return "channel" if layer.kernel_size == (1, 1) else cfg.conv
 
 
+def spectra(layers: dict[str, Any], cfg: FactorizeConfig) -> dict[str, list[torch.Tensor]]:
+    """Singular values of each layer's unfoldings, computed once per plan or budget search."""
+    return {n: singular_values(layer, _method(layer, cfg)) for n, (layer, _, _) in layers.items()}
+
+
 def plan_ranks(layers: dict[str, Any], energy: float, cfg: FactorizeConfig,
-               ranks_by_layer: dict[str, int | list[int]] | None = None
-               ) -> dict[str, dict[str, Any]]:
+               ranks_by_layer: dict[str, int | list[int]] | None = None,
+               svs: dict[str, list[torch.Tensor]] | None = None) -> dict[str, dict[str, Any]]:
     """Per layer: method, ranks, MACs before/after, and whether it is factorized or skipped
     (skipped where the low-rank form costs more than ``max_cost`` of the layer)."""
+    svs = svs if svs is not None else spectra(layers, cfg)
     rows = {}
     for name, (layer, in_hw, out_hw) in layers.items():
         method = _method(layer, cfg)
-        full = full_ranks(layer, method)
+        full = [len(sv) for sv in svs[name]]
         if ranks_by_layer and name in ranks_by_layer:
             r = ranks_by_layer[name]
             ranks = [int(x) for x in (r if isinstance(r, list) else [r] * len(full))]
         else:
-            ranks = [rank_for_energy(sv, energy) for sv in singular_values(layer, method)]
+            ranks = [rank_for_energy(sv, energy) for sv in svs[name]]
         ranks = [max(1, min(r, f)) for r, f in zip(ranks, full)]
         before = layer_macs(layer, None, [], in_hw, out_hw)
         after = layer_macs(layer, method, ranks, in_hw, out_hw)
@@ -151,11 +157,11 @@ ENERGIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.95,
 def _budget_energy(model: nn.Module, layers: dict[str, Any], cfg: FactorizeConfig,
                    ctx: RunContext) -> tuple[float, list[list[float]]]:
     """The highest energy whose factorized model meets the MACs or latency budget."""
-    example = ctx.data.train.x[:1]
-    total = count_macs(model, example)
+    total = count_macs(model, ctx.data.train.x[:1])
+    svs = spectra(layers, cfg)
     if cfg.keep_macs:
         def cost(e: float) -> float:
-            rows = plan_ranks(layers, e, cfg)
+            rows = plan_ranks(layers, e, cfg, svs=svs)
             return (total - sum(r["macs"] - r["factorized_macs"] for r in rows.values()
                                 if r["apply"])) / total
         limit = cfg.keep_macs
@@ -165,8 +171,7 @@ def _budget_energy(model: nn.Module, layers: dict[str, Any], cfg: FactorizeConfi
 
         def cost(e: float) -> float:
             trial = copy.deepcopy(model)
-            apply_ranks(trial, plan_ranks(layer_shapes(trial, example, cfg.exclude, cfg.conv),
-                                          e, cfg))
+            apply_ranks(trial, plan_ranks(layers, e, cfg, svs=svs))  # layers found by name
             return ms(trial) / base
         limit = cfg.keep_latency
     trace = [[e, cost(e)] for e in ENERGIES]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import torch
 from pydantic import Field
 from torch import nn
 
@@ -52,7 +53,8 @@ def calibrate(model: nn.Module, cfg: CalibrateConfig, ctx: RunContext) -> nn.Mod
     out.net = nn.Sequential(out.net, head)
     out.spec = {**out.spec, "transforms": [*out.spec.get("transforms", []),
                                            {"kind": "calibrate", "method": cfg.method}]}
-    after = predict(out, val.x)
+    with torch.no_grad():
+        after = head(logits)  # the appended head on the logits already computed
     info = {"method": cfg.method, "fitted_on": f"validation ({len(val)} examples)",
             "val_ece_before": expected_calibration_error(logits.double().softmax(1), val.y),
             "val_ece_after": expected_calibration_error(after.double().softmax(1), val.y)}
