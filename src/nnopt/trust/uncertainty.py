@@ -4,7 +4,10 @@ prediction and the model (epistemic) (Depeweg et al. 2018; Gal 2016)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
+from torch import nn
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:
@@ -24,3 +27,34 @@ def decompose(sample_probs: torch.Tensor) -> dict[str, torch.Tensor]:
     expected = entropy(sample_probs).mean(0)
     return {"mean": mean, "predictive_entropy": total, "expected_entropy": expected,
             "mutual_information": (total - expected).clamp_min(0.0)}
+
+
+def log_mean_softmax(sample_logits: torch.Tensor) -> torch.Tensor:
+    """log of the mean of softmax over dim 0: "logits" whose softmax is the averaged prediction
+    (computed with logsumexp, so confident members do not underflow)."""
+    return torch.logsumexp(sample_logits.log_softmax(-1), 0) - math.log(sample_logits.shape[0])
+
+
+def is_sampler(model: nn.Module) -> bool:
+    """Whether ``model`` (or its ``net``) gives several predictive samples per input."""
+    return hasattr(getattr(model, "net", model), "sample_logits")
+
+
+@torch.no_grad()
+def sample_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """(samples, examples, classes) logits of a sampling model (ensemble, MC dropout, Bayesian
+    network); its input normalisation and compute dtype are applied as in its forward."""
+    net = getattr(model, "net", model)
+    if not hasattr(net, "sample_logits"):
+        raise ValueError(f"{type(net).__name__} gives one prediction per input, not samples")
+    norm = getattr(model, "normalize", nn.Identity())
+    dtype = getattr(model, "compute_dtype", None)
+    was = model.training
+    model.eval()
+    try:
+        parts = [net.sample_logits(norm(x[i:i + batch_size] if dtype is None
+                                        else x[i:i + batch_size].to(dtype))).float()
+                 for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was)
+    return torch.cat(parts, 1)
