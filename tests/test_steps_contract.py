@@ -11,7 +11,8 @@ import torch
 
 from conftest import tiny_raw
 from nnopt.context import RunContext
-from nnopt.measure.base import is_artifact, runtime_of
+from nnopt.errors import NnoptError
+from nnopt.measure.base import is_artifact, is_stochastic, runtime_of
 from nnopt.measure.runtimes import export_onnx
 from nnopt.models import load_model, save_model
 from nnopt.recipe import resolve
@@ -41,6 +42,10 @@ def test_step_contract(step, tmp_path):
         assert torch.equal(load_model(tmp_path / "m")(x), y)
     if is_artifact(out) and runtime_of(out) == "torch":
         return  # a PyTorch int8/half artifact claims no ONNX export
+    if is_stochastic(out):  # sampling models are deployed with PyTorch, and say so
+        with pytest.raises(NnoptError, match="deploy it with PyTorch"):
+            export_onnx(out, tmp_path / "m.onnx", x[:1])
+        return
     path = export_onnx(out, tmp_path / "m.onnx", x[:1])
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(sess.run(None, {"input": x.numpy()})[0], y.numpy(),

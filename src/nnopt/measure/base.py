@@ -50,6 +50,22 @@ def is_artifact(model: nn.Module) -> bool:
     return bool(getattr(model, "artifact", False))
 
 
+def is_stochastic(model: nn.Module) -> bool:
+    """A model whose predictions average random passes (MC dropout, Bayesian layers): it runs
+    seeded in PyTorch, and has no ONNX form that would repeat its predictions."""
+    return any(getattr(m, "stochastic", False) for m in model.modules())
+
+
+def check_exportable(model: nn.Module) -> None:
+    """Raise a clear error for a model that must not be exported to ONNX."""
+    if is_stochastic(model):
+        from nnopt.errors import NnoptError
+
+        raise NnoptError("this model averages random passes (MC dropout or Bayesian layers); "
+                         "ONNX Runtime's random ops are not seeded like PyTorch, so its "
+                         "predictions would not repeat: deploy it with PyTorch")
+
+
 def example_batch(x: torch.Tensor, batch_size: int) -> torch.Tensor:
     """The first ``batch_size`` rows of ``x``, repeated if ``x`` is shorter."""
     reps = -(-batch_size // len(x))

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from nnopt.measure.base import Measurement, is_artifact, runtime_of
+from nnopt.measure.base import Measurement, is_artifact, is_stochastic, runtime_of
 from nnopt.measure.runtimes import export_onnx, onnx_runner, torch_runner, torch_threads
 from nnopt.recipe import Target
 from nnopt.registry import METRICS
@@ -81,6 +81,10 @@ def latency(m: Measurement) -> dict[str, float]:
                 and target.runtime == "onnxruntime":
             details[target.name] = {"runtime": target.runtime, "skipped": "this PyTorch "
                                     "artifact (int8 or fp16/bf16) does not run on onnxruntime"}
+            continue
+        if is_stochastic(m.model) and target.runtime == "onnxruntime":
+            details[target.name] = {"runtime": target.runtime, "skipped": "a sampling model "
+                                    "(MC dropout, Bayesian layers) is deployed with PyTorch"}
             continue
         rec = measure_target(m, target)
         details[target.name] = rec

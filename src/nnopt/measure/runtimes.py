@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from nnopt.errors import NnoptError
+from nnopt.measure.base import check_exportable
 
 RUNTIMES = ("torch", "onnxruntime")
 
@@ -24,6 +25,7 @@ def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor,
     if hasattr(model, "onnx_bytes"):  # already an ONNX artifact
         path.write_bytes(model.onnx_bytes)
         return path
+    check_exportable(model)
     model = model.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -9,7 +9,7 @@ from torch import nn
 from nnopt.measure.base import Measurement, is_artifact
 from nnopt.registry import METRICS
 from nnopt.trust.calibration.metrics import expected_calibration_error
-from nnopt.trust.uncertainty import decompose
+from nnopt.trust.uncertainty import decompose, is_sampler
 
 DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 SAMPLES = 20
@@ -47,8 +47,9 @@ def mc_logits(model: nn.Module, x: torch.Tensor, samples: int = SAMPLES, *, seed
                                           "mutual_information_mc"])
 def mc_dropout(m: Measurement) -> dict[str, float]:
     """Accuracy, NLL and ECE of the mean of 20 MC-dropout passes on the test split, and the mean
-    mutual information (PyTorch models with dropout only)."""
-    if is_artifact(m.model) or not has_dropout(m.model):
+    mutual information (PyTorch models with dropout only; a model made by the mc_dropout
+    step already averages its samples in every metric)."""
+    if is_artifact(m.model) or not has_dropout(m.model) or is_sampler(m.model):
         return {}
     d = decompose(mc_logits(m.model, m.data.test.x).double().softmax(-1))
     mean, y = d["mean"], m.labels

@@ -13,6 +13,7 @@ from torch import nn
 from nnopt.compress.quantize.onnx_model import OnnxModel
 from nnopt.context import RunContext
 from nnopt.errors import NnoptError
+from nnopt.measure.base import check_exportable
 from nnopt.recipe import Strict
 from nnopt.registry import STEPS
 from nnopt.train.fit import predict
@@ -30,6 +31,7 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor, opset: int = 17) -> byte
     """The model as one self-contained ONNX graph with a dynamic batch axis."""
     if isinstance(model, OnnxModel):
         return model.onnx_bytes
+    check_exportable(model)
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
