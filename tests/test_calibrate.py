@@ -57,3 +57,74 @@ def test_calibrate_needs_a_validation_split(tmp_path):
     raw["data"]["val_fraction"] = 0.0
     with pytest.raises(NnoptError, match="validation split, which is empty"):
         run_recipe(resolve(raw), tmp_path / "run")
+
+
+def test_isotonic_map_equals_scikit_learn_per_class():
+    from sklearn.isotonic import IsotonicRegression
+
+    logits, labels = _overconfident(seed=2)
+    head = fit_head("isotonic", logits, labels)
+    probe = torch.randn(300, 4, dtype=torch.float64) * 4
+    p = probe.softmax(1)
+    for k in range(4):
+        ref = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(
+            logits.softmax(1)[:, k].numpy(), (labels == k).double().numpy())
+        got = head.map(p.float())[:, k].double()
+        torch.testing.assert_close(got, torch.from_numpy(ref.predict(p[:, k].numpy())),
+                                   rtol=0, atol=2e-5)  # float32 knots
+    torch.testing.assert_close(head(probe.float()).exp().sum(1), torch.ones(300))
+
+
+def test_histogram_bins_hold_their_validation_accuracy():
+    logits, labels = _overconfident(n=900, seed=3)
+    head = fit_head("histogram", logits, labels, bins=6)
+    p = logits.softmax(1)
+    for k in range(4):
+        edges = torch.quantile(p[:, k], torch.linspace(0, 1, 7, dtype=torch.float64)[1:-1])
+        idx = (p[:, k, None] > edges).sum(1)
+        for b in range(6):  # each bin's value is the share of class k among its examples
+            assert head.values[k, b].item() == pytest.approx(
+                (labels[idx == b] == k).double().mean().item(), abs=1e-6)
+    assert head.values.shape == (4, 6)
+    # calibrated on its own fit data, the map is more calibrated than the raw probabilities
+    from nnopt.trust.calibration.metrics import expected_calibration_error
+
+    assert expected_calibration_error(head(logits.float()).double().softmax(1), labels) < \
+        expected_calibration_error(p, labels)
+
+
+@pytest.mark.parametrize("quantize", ["ort-static", "torch-static"])
+def test_deployed_int8_artifacts_are_recalibrated_in_place(tmp_path, quantize):
+    raw = tiny_raw(stages=[{"train": {"epochs": 2, "batch_size": 32, "lr": 0.01}},
+                           {"quantize": {"method": quantize}},
+                           {"calibrate": {"method": "isotonic"}}])
+    raw["evaluate"] = ["accuracy", "nll", "ece"]
+    report = run_recipe(resolve(raw), tmp_path / "run")
+    int8 = load_model(tmp_path / "run" / "models" / "quantize")
+    calibrated = load_model(tmp_path / "run" / "models" / "calibrate")
+    assert type(calibrated) is type(int8) and calibrated.spec["calibration"]["method"] == "isotonic"
+    x = torch.rand(5, 1, 8, 8)
+    with torch.no_grad():
+        head = fit_head("isotonic", _val_logits(int8, tmp_path), _val_labels(tmp_path))
+        torch.testing.assert_close(calibrated(x), head(int8(x)), rtol=1e-4, atol=1e-4)
+    assert report.stages[2].details["calibration"]["fitted_on"].startswith("validation")
+    with pytest.raises(NnoptError, match="already calibrated"):
+        run_recipe(resolve({**raw, "stages": [*raw["stages"], {"calibrate": {}}]}),
+                   tmp_path / "again")
+
+
+def _val(tmp_path):
+    from nnopt.runner import prepare
+
+    data, _ = prepare(resolve(tiny_raw()))
+    return data.val
+
+
+def _val_logits(model, tmp_path):
+    from nnopt.train.fit import predict
+
+    return predict(model, _val(tmp_path).x)
+
+
+def _val_labels(tmp_path):
+    return _val(tmp_path).y

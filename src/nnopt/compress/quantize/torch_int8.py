@@ -126,20 +126,25 @@ class TorchInt8Model(nn.Module):
     runtime = "torch"
     artifact = True
 
-    def __init__(self, qmodel: nn.Module, spec: dict[str, Any]) -> None:
+    def __init__(self, qmodel: nn.Module, spec: dict[str, Any],
+                 head: nn.Module | None = None) -> None:
         super().__init__()
         self.qmodel = qmodel
         self.spec = spec
+        self.head = head  # a float calibration map on the int8 model's logits (spec: calibration)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.qmodel(x)
+        out = self.qmodel(x)
+        return out if self.head is None else self.head(out)
 
     def param_count(self) -> int:
         return int(sum(v.numel() for k, v in _state(self.qmodel).items()
                        if k.endswith((".w_int", ".bias")) or k.startswith("param.")))
 
     def save_to(self, folder: Path) -> Path:
-        blob = st_save(_state(self.qmodel))
+        head = {} if self.head is None else {
+            f"head.{k}": v.detach().contiguous() for k, v in self.head.state_dict().items()}
+        blob = st_save({**_state(self.qmodel), **head})
         atomic_write_bytes(folder / FILE, blob)
         atomic_write_json(folder / "spec.json", {
             **self.spec, "format": "nnopt-torch-int8",
@@ -161,8 +166,15 @@ def load_torch_int8(folder: Path, spec: dict[str, Any]) -> TorchInt8Model:
     float_model = build_from_spec(source)
     calib = torch.zeros(2, *source["input_shape"])
     q = build(float_model, spec["quantization"]["method"], calib)
+    head = None
     try:
-        _load_state(q, tensors)
+        if spec.get("calibration"):
+            from nnopt.trust.calibration.scaling import build_head
+
+            head = build_head(spec["calibration"], source["num_classes"])
+            head.load_state_dict({k[len("head."):]: v for k, v in tensors.items()
+                                  if k.startswith("head.")})
+        _load_state(q, {k: v for k, v in tensors.items() if not k.startswith("head.")})
     except (KeyError, RuntimeError) as exc:
         raise ModelFileError(f"{folder}: int8 tensors do not match the spec: {exc}") from None
-    return TorchInt8Model(q, {k: v for k, v in spec.items() if k != "weights_sha256"})
+    return TorchInt8Model(q, {k: v for k, v in spec.items() if k != "weights_sha256"}, head)

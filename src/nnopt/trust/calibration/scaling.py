@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-Method = Literal["temperature", "vector", "matrix"]
+from nnopt.trust.calibration.binning import HistogramBinning, IsotonicCalibration, fit_isotonic
+
+Method = Literal["temperature", "vector", "matrix", "histogram", "isotonic"]
 
 
 class Temperature(nn.Module):
@@ -52,16 +54,37 @@ class MatrixScaling(nn.Linear):
 
 
 HEADS: dict[str, type[nn.Module]] = {"temperature": Temperature, "vector": VectorScaling,
-                                     "matrix": MatrixScaling}
+                                     "matrix": MatrixScaling, "histogram": HistogramBinning,
+                                     "isotonic": IsotonicCalibration}
+
+
+def head_size(head: nn.Module) -> int | None:
+    """The table size a binning head was built with (None for the parametric heads)."""
+    if isinstance(head, HistogramBinning):
+        return head.values.shape[1]
+    if isinstance(head, IsotonicCalibration):
+        return head.xs.shape[1]
+    return None
+
+
+def build_head(record: dict, num_classes: int) -> nn.Module:
+    """An unfitted head of the kind a spec records ({"method": ..., "size": ...})."""
+    size = record.get("size")
+    return HEADS[record["method"]](num_classes, *([size] if size is not None else []))
 
 
 def fit_head(method: Method, logits: torch.Tensor, labels: torch.Tensor, *,
-             max_iter: int = 200, l2: float = 0.0) -> nn.Module:
-    """A calibration head fitted with L-BFGS on (validation) logits and labels; ``l2`` pulls a
-    matrix or vector head towards the identity (Kull et al. 2019's off-diagonal idea, simplified)."""
+             max_iter: int = 200, l2: float = 0.0, bins: int = 15) -> nn.Module:
+    """A calibration head fitted on (validation) logits and labels: the scaling heads by L-BFGS
+    on the NLL (``l2`` pulls a matrix or vector head towards the identity, Kull et al. 2019's
+    off-diagonal idea, simplified), the binning heads by their own fit."""
     if method not in HEADS:
         raise ValueError(f"unknown calibration method '{method}'; choose "
                          + ", ".join(HEADS))
+    if method == "histogram":
+        return HistogramBinning(logits.shape[1], bins).fit(logits, labels)
+    if method == "isotonic":
+        return fit_isotonic(logits, labels)
     head = HEADS[method](logits.shape[1]).double()
     init = {k: v.detach().clone() for k, v in head.state_dict().items()}
     logits = logits.detach().double()

@@ -18,46 +18,82 @@ from nnopt.recipe import Strict
 from nnopt.registry import STEPS
 from nnopt.train.fit import predict
 from nnopt.trust.calibration.metrics import expected_calibration_error
-from nnopt.trust.calibration.scaling import HEADS, Method, fit_head
+from nnopt.trust.calibration.scaling import Method, build_head, fit_head, head_size
 
 
 class CalibrateConfig(Strict):
     """The calibration map and its fitting."""
 
     method: Method = Field("temperature", description="temperature (one T; accuracy unchanged), "
-                           "vector (per-class scale and bias) or matrix (K x K affine)")
+                           "vector (per-class scale and bias), matrix (K x K affine), histogram "
+                           "(equal-mass binning) or isotonic (one class against the rest)")
     l2: float = Field(0.0, ge=0, description="vector/matrix: pull towards the identity map")
     max_iter: int = Field(200, ge=1, description="L-BFGS iterations")
+    bins: int = Field(15, ge=2, le=1000, description="histogram: bins per class")
+
+
+def _record(cfg: CalibrateConfig, head: nn.Module) -> dict[str, Any]:
+    size = head_size(head)
+    return {"method": cfg.method, **({"size": size} if size is not None else {})}
 
 
 def _reapply(model: nn.Module, transform: dict[str, Any]) -> None:
-    model.net = nn.Sequential(model.net, HEADS[transform["method"]](model.spec["num_classes"]))
+    model.net = nn.Sequential(model.net, build_head(transform, model.spec["num_classes"]))
 
 
 TRANSFORMS["calibrate"] = _reapply
 
 
+def _calibrated(model: nn.Module, head: nn.Module, record: dict[str, Any],
+                num_classes: int) -> nn.Module:
+    """The model with ``head`` on its logits, in the model's own form (PyTorch, ONNX, int8)."""
+    from nnopt.compress.quantize.onnx_model import OnnxModel
+    from nnopt.compress.quantize.torch_int8 import TorchInt8Model
+
+    if isinstance(model, OnnxModel):
+        from nnopt.trust.calibration.onnx_head import append_head
+
+        if model.spec.get("calibration"):
+            raise NnoptError("this ONNX artifact is already calibrated; calibrate the stage "
+                             "before it instead (from: <stage>)")
+        return OnnxModel(append_head(model.onnx_bytes, head, num_classes),
+                         {**model.spec, "calibration": record}, model.threads)
+    if isinstance(model, TorchInt8Model):
+        if model.head is not None:
+            raise NnoptError("this int8 model is already calibrated; calibrate the stage before "
+                             "it instead (from: <stage>)")
+        out = copy.deepcopy(model)
+        out.head = head
+        out.spec = {**out.spec, "calibration": record}
+        return out
+    if is_artifact(model) or not hasattr(model, "net"):
+        raise NnoptError(f"calibrate cannot append a map to a {type(model).__name__}; it takes "
+                         "nnopt PyTorch models, ONNX artifacts and torch int8 artifacts")
+    out = copy.deepcopy(model)
+    out.net = nn.Sequential(out.net, head)
+    out.spec = {**out.spec, "transforms": [*out.spec.get("transforms", []),
+                                           {"kind": "calibrate", **record}]}
+    return out
+
+
 @STEPS.register("calibrate", config=CalibrateConfig, tiny={})
 def calibrate(model: nn.Module, cfg: CalibrateConfig, ctx: RunContext) -> nn.Module:
-    """Fit temperature / vector / matrix scaling on validation logits; append it to the model."""
-    if is_artifact(model) or not hasattr(model, "net"):
-        raise NnoptError("calibrate takes a PyTorch nnopt model; put it before export/quantize "
-                         "(calibrating a deployed artifact is not supported yet)")
+    """Fit a calibration map on validation logits and append it to the model (also to a
+    deployed ONNX or int8 artifact, so quantized models can be re-calibrated)."""
     val = ctx.data.val
     if not len(val):
         raise NnoptError("calibrate fits on the validation split, which is empty; set "
                          "data.val_fraction > 0")
     logits = predict(model, val.x)
-    head = fit_head(cfg.method, logits, val.y, max_iter=cfg.max_iter, l2=cfg.l2)
-    out = copy.deepcopy(model)
-    out.net = nn.Sequential(out.net, head)
-    out.spec = {**out.spec, "transforms": [*out.spec.get("transforms", []),
-                                           {"kind": "calibrate", "method": cfg.method}]}
+    head = fit_head(cfg.method, logits, val.y, max_iter=cfg.max_iter, l2=cfg.l2, bins=cfg.bins)
+    out = _calibrated(model, head, _record(cfg, head), logits.shape[1])
     with torch.no_grad():
         after = head(logits)  # the appended head on the logits already computed
     info = {"method": cfg.method, "fitted_on": f"validation ({len(val)} examples)",
             "val_ece_before": expected_calibration_error(logits.double().softmax(1), val.y),
-            "val_ece_after": expected_calibration_error(after.double().softmax(1), val.y)}
+            "val_ece_after": expected_calibration_error(after.double().softmax(1), val.y),
+            "val_accuracy_before": (logits.argmax(1) == val.y).double().mean().item(),
+            "val_accuracy_after": (after.argmax(1) == val.y).double().mean().item()}
     if cfg.method == "temperature":
         info["temperature"] = head.temperature
     ctx.record("calibration", info)
