@@ -1,3 +1,4 @@
 """Trust: calibration, uncertainty, robustness and out-of-distribution detection."""
 
-from nnopt.trust import calibration, mc_dropout, ood_metric  # noqa: F401  (registration)
+from nnopt.trust import (  # noqa: F401  (registration)
+    bayes, calibration, ensemble, laplace, mc_dropout, mc_step, ood_metric, report)

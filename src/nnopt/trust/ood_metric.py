@@ -2,28 +2,47 @@
 
 from __future__ import annotations
 
+import torch
+
 from nnopt.measure.base import Measurement
 from nnopt.registry import METRICS
 from nnopt.trust.ood import detection_metrics, ood_score
+from nnopt.trust.uncertainty import is_sampler, sample_logits
 
-STAGE_SCORES = ("msp", "entropy", "energy")
+
+def normalized(logits: torch.Tensor) -> bool:
+    """Whether the outputs are already log-probabilities (logsumexp 0 for every row), as for an
+    exported ensemble: the energy score is then constant and meaningless."""
+    return bool((logits.double().logsumexp(-1).abs() < 1e-4).all())
+
+
+def stage_scores(model: torch.nn.Module, logits: torch.Tensor) -> tuple[str, ...]:
+    if is_sampler(model):
+        return ("msp", "entropy", "energy", "mutual_information")
+    return ("msp", "entropy") if normalized(logits) else ("msp", "entropy", "energy")
 
 
 @METRICS.register("ood", produces=["ood_auroc/<dataset>", "ood_fpr95/<dataset>"])
 def ood(m: Measurement) -> dict[str, float]:
     """AUROC and FPR@95TPR of the energy score (Liu et al. 2020), test split against each OOD
-    set (digits resized to the input size, uniform noise); details compare every score."""
+    set (digits resized to the input size, uniform noise); for ensembles, MC dropout and
+    Bayesian networks the energy is averaged over their samples. Details compare every score
+    (max softmax, entropy, energy, and mutual information where the model samples)."""
     from nnopt.data.ood import ood_sets
     from nnopt.train.fit import predict
 
+    sampler = is_sampler(m.model)
+    kinds = stage_scores(m.model, m.logits)
+    z_in = sample_logits(m.model, m.data.test.x) if sampler else m.logits
     out, table = {}, {}
     for name, x in ood_sets(m.data).items():
-        logits_out = predict(m.model, x)
-        rows = {kind: detection_metrics(ood_score(m.logits, kind), ood_score(logits_out, kind))
-                for kind in STAGE_SCORES}
+        z_out = sample_logits(m.model, x) if sampler else predict(m.model, x)
+        rows = {kind: detection_metrics(ood_score(z_in, kind), ood_score(z_out, kind))
+                for kind in kinds}
         table[name] = rows
-        out[f"ood_auroc/{name}"] = rows["energy"]["auroc"]
-        out[f"ood_fpr95/{name}"] = rows["energy"]["fpr95"]
+        if "energy" in rows:
+            out[f"ood_auroc/{name}"] = rows["energy"]["auroc"]
+            out[f"ood_fpr95/{name}"] = rows["energy"]["fpr95"]
     if table:
         m.details["ood"] = table
     return out
