@@ -54,6 +54,7 @@ benchmarks: setup data
 	$(BIN)/python benchmarks/distill.py --out runs/distill-bench
 	$(BIN)/python benchmarks/lowrank.py --run runs/factorize
 	$(BIN)/python benchmarks/pipelines.py --run runs/prune-distill-int8 --rounds 7
+	$(BIN)/python benchmarks/uncertainty.py --runs runs
 
 clean:
 	rm -rf runs .pytest_cache

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
-from nnopt.trust.bayes import BayesConv2d, BayesLinear, BayesNet, ElboTask, gaussian_kl
+from nnopt.trust.uncertainty.bayes import BayesConv2d, BayesLinear, BayesNet, ElboTask, gaussian_kl
 
 
 def test_kl_matches_torch_distributions():

@@ -12,7 +12,7 @@ from nnopt.errors import NnoptError
 from nnopt.models.saving import load_model
 from nnopt.recipe import resolve
 from nnopt.runner import run_recipe
-from nnopt.trust.ensemble import EnsembleNet
+from nnopt.trust.uncertainty.ensemble import EnsembleNet
 
 
 def test_output_is_the_log_of_the_mean_probability():

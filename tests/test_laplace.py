@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnopt.trust.laplace import MAP_TAU, LaplaceLinear
+from nnopt.trust.uncertainty.laplace import MAP_TAU, LaplaceLinear
 
 
 def _problem(n: int, d: int = 4, k: int = 3, seed: int = 0):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nnopt.trust.mc_dropout import has_dropout, mc_logits
+from nnopt.trust.uncertainty.mc_dropout import has_dropout, mc_logits
 
 
 def _net():

@@ -12,8 +12,8 @@ from nnopt.errors import NnoptError
 from nnopt.models.saving import load_model
 from nnopt.recipe import resolve
 from nnopt.runner import run_recipe
-from nnopt.trust.mc_dropout import mc_logits
-from nnopt.trust.mc_step import MCDropoutNet, add_dropout
+from nnopt.trust.uncertainty.mc_dropout import mc_logits
+from nnopt.trust.uncertainty.mc_step import MCDropoutNet, add_dropout
 from nnopt.trust.uncertainty import log_mean_softmax, sample_logits
 
 

@@ -1,4 +1,5 @@
 """Trust: calibration, uncertainty, robustness and out-of-distribution detection."""
 
-from nnopt.trust import (  # noqa: F401  (registration)
-    bayes, calibration, ensemble, laplace, mc_dropout, mc_step, ood_metric, report)
+from nnopt.trust import calibration, ood_metric, report  # noqa: F401  (registration)
+from nnopt.trust.uncertainty import (  # noqa: F401  (registration)
+    bayes, ensemble, laplace, mc_dropout, mc_step)

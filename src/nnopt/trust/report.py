@@ -35,8 +35,8 @@ def ood_section(doc: Doc, labels: list[str], records: list[StageRecord], figs: P
                      if k in table.get(name, {}) else "-" for k in scores]
             rows.append([lab, name, *cells])
     doc.table(["stage", "OOD set", *[SCORE_NAMES[k] for k in scores]], rows)
-    fig, axes = plt.subplots(1, len(sets), figsize=(max(5.0, 0.9 * len(stages) + 3) * len(sets),
-                                                    3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(sets), figsize=(max(4.5, 0.7 * len(stages) + 2) * len(sets),
+                                                    3.8), squeeze=False)
     width = 0.8 / len(scores)
     for ax, name in zip(axes[0], sets):
         xs = np.arange(len(stages))
@@ -48,8 +48,9 @@ def ood_section(doc: Doc, labels: list[str], records: list[StageRecord], figs: P
         ax.set_ylabel("AUROC")
         ax.set_title(f"test split vs {name}", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper center", ncol=len(scores), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     doc.figure(_save(fig, figs / "ood_auroc.png"), "OOD detection AUROC per stage and score "
                "(0.5 is chance)")
 
@@ -85,8 +86,51 @@ def sampling_section(doc: Doc, labels: list[str], records: list[StageRecord], fi
                          + (f"; added before {', '.join(mc['added_before'])}"
                             if mc["added_before"] else "")
                          + ("; fine-tuned with it" if mc["finetuned"] else "")])
+        bnn = s.details.get("bayes")
+        if bnn:
+            rows.append([lab, "Bayes by Backprop", str(bnn["samples"]),
+                         f"{len(bnn['layers'])} variational layers, prior N(0, "
+                         f"{bnn['prior_sigma']:g}^2), KL weight {bnn['kl_weight']:g}, "
+                         f"KL/example {bnn['kl_per_example']:.3g}, posterior std median "
+                         f"{bnn['posterior_sigma_median']:.3g}"])
     if rows:
         doc.h2("Sampling models")
         doc.p("Stages whose every prediction averages several stochastic passes; their metrics "
               "above are those of the averaged prediction, and their latency includes every pass.")
         doc.table(["stage", "method", "samples", "set-up"], rows)
+
+
+@register_section
+def laplace_section(doc: Doc, labels: list[str], records: list[StageRecord], figs: Path) -> None:
+    stages = [(lab, s.details["laplace"]) for lab, s in zip(labels, records)
+              if s.details.get("laplace")]
+    if not stages:
+        return
+    doc.h2("Laplace approximation")
+    doc.p("The last layer's posterior N(MAP, (GGN + tau I)^-1), predictions by the probit "
+          "approximation; the prior precision tau was chosen by the validation NLL (the last "
+          "candidate, tau = 1e12, is the MAP network itself).")
+    rows = []
+    for lab, info in stages:
+        scan = info.get("scan") or []
+        chosen = next((r["val_nll"] for r in scan if r["prior_precision"] == info["prior_precision"]),
+                      None)
+        rows.append([lab, info["layer"], info["hessian"], f"{info['prior_precision']:.4g}",
+                     f"{chosen:.4f}" if chosen is not None else "fixed",
+                     f"{scan[-1]['val_nll']:.4f}" if scan else "-"])
+    doc.table(["stage", "layer", "curvature", "prior precision", "val NLL", "val NLL of MAP"],
+              rows)
+    scans = [(lab, info["scan"][:-1]) for lab, info in stages if info.get("scan")]
+    if scans:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        for lab, scan in scans:
+            ax.plot([r["prior_precision"] for r in scan], [r["val_nll"] for r in scan],
+                    marker=".", label=lab)
+        ax.set_xscale("log")
+        ax.set_xlabel("prior precision tau")
+        ax.set_ylabel("validation NLL")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        doc.figure(_save(fig, figs / "laplace_prior.png"),
+                   "Validation NLL against the prior precision (the choice is the minimum)")

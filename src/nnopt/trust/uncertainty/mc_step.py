@@ -23,7 +23,7 @@ from nnopt.models.structure import replace_module
 from nnopt.recipe import Strict
 from nnopt.registry import STEPS
 from nnopt.train.fit import TrainConfig, fit
-from nnopt.trust.mc_dropout import DROPOUT, SAMPLES, has_dropout
+from nnopt.trust.uncertainty.mc_dropout import DROPOUT, SAMPLES, has_dropout
 from nnopt.trust.uncertainty import log_mean_softmax
 
 

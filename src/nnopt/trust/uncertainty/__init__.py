@@ -1,6 +1,10 @@
-"""Uncertainty from several predictive samples (MC dropout, ensembles): the total predictive
-entropy splits into the expected entropy (aleatoric) and the mutual information between the
-prediction and the model (epistemic) (Depeweg et al. 2018; Gal 2016)."""
+"""Uncertainty: models that give several predictive samples (MC dropout, deep ensembles, Bayes by
+Backprop) or a posterior (last-layer Laplace), one technique per module.
+
+This module holds what they share: the total predictive entropy of several samples splits into
+the expected entropy (aleatoric) and the mutual information between the prediction and the model
+(epistemic) (Depeweg et al. 2018; Gal 2016), and a sampling model's samples are averaged in
+probability space."""
 
 from __future__ import annotations
 
