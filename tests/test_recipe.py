@@ -115,3 +115,18 @@ def test_stage_from_names_an_earlier_stage():
     with pytest.raises(RecipeError, match="'from: trian' must name an earlier stage "
                                           "\\(did you mean 'train'\\?\\)"):
         resolve(tiny_raw(stages=[{"train": {}}, {"train": {}, "from": "trian"}]))
+
+
+def test_from_input_starts_a_stage_from_the_untrained_model(tmp_path):
+    from conftest import tiny_raw
+    from nnopt.runner import run_recipe
+
+    raw = tiny_raw(stages=[{"train": {"epochs": 2, "batch_size": 32}},
+                           {"train": {"epochs": 2, "batch_size": 32}, "from": "input"}])
+    raw["evaluate"] = ["accuracy", "nll"]
+    first, again = run_recipe(resolve(raw), tmp_path).stages
+    # same seed, same untrained start, same training: the same model
+    assert again.metrics == first.metrics
+    raw["stages"][1]["from"] = "inpt"
+    with pytest.raises(RecipeError, match="or 'input'"):
+        resolve(raw)

@@ -59,6 +59,9 @@ class StageSpec(BaseModel):
     source: str | None = None  # the earlier stage whose model this stage starts from
 
 
+INPUT = "input"  # 'from: input' starts a stage from the recipe's model before any stage
+
+
 class Recipe(Strict):
     """A whole run: data, model, targets, metrics and the stages to apply in order."""
 
@@ -69,6 +72,9 @@ class Recipe(Strict):
     targets: list[Target] = Field(default_factory=lambda: [Target(name="cpu")])
     evaluate: list[str] = Field(default_factory=lambda: list(DEFAULT_EVALUATE))
     stages: list[dict[str, Any]] = Field(default_factory=list)
+    metric_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="settings of metrics that take some, by metric name "
+        "(e.g. robust: {eps: 0.1})")
 
     @field_validator("targets")
     @classmethod
@@ -89,6 +95,7 @@ class ResolvedRecipe(BaseModel):
     data: Any
     model: Any
     stages: list[StageSpec]
+    metric_options: dict[str, Any] = Field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved recipe (every default filled in), as written to results.json."""
@@ -97,6 +104,8 @@ class ResolvedRecipe(BaseModel):
         out["model"] = self.model.model_dump(mode="json")
         out["stages"] = [{s.step: s.config.model_dump(mode="json"),
                           **({"from": s.source} if s.source else {})} for s in self.stages]
+        out["metric_options"] = {k: v.model_dump(mode="json")
+                                 for k, v in self.metric_options.items()}
         return out
 
 
@@ -211,6 +220,19 @@ def resolve(raw: Any, *, source: str = "recipe", text: str | None = None,
         if metric not in METRICS:
             errors.append(f"{where(('evaluate', i))}: "
                           f"{unknown_choice('metric', metric, METRICS.names())}")
+    options: dict[str, Any] = {}
+    for metric, cfg in recipe.metric_options.items():
+        loc = ("metric_options", metric)
+        configurable = [n for n in METRICS.names() if METRICS.get(n).config is not None]
+        if metric not in METRICS or METRICS.get(metric).config is None:
+            errors.append(f"{where(loc)}: {unknown_choice('metric with options', metric, configurable)}")
+            continue
+        if metric not in recipe.evaluate:
+            errors.append(f"{where(loc)}: options for '{metric}', which evaluate does not list")
+            continue
+        validated = _validate(METRICS.get(metric).config, cfg or {}, loc, where, errors)
+        if validated is not None:
+            options[metric] = validated
     stages: list[StageSpec] = []
     for i, item in enumerate(recipe.stages):
         loc: Loc = ("stages", i)
@@ -222,9 +244,10 @@ def resolve(raw: Any, *, source: str = "recipe", text: str | None = None,
                           f"steps: {', '.join(STEPS.names())}")
             continue
         step, cfg = keys[0], item[keys[0]]
-        if source is not None and source not in {s.name for s in stages}:
+        if source is not None and source != INPUT and source not in {s.name for s in stages}:
             errors.append(f"{where(loc + ('from',))}: 'from: {source}' must name an earlier "
-                          f"stage{did_you_mean(str(source), [s.name for s in stages])}; earlier "
+                          f"stage{did_you_mean(str(source), [s.name for s in stages])} or "
+                          f"'{INPUT}' (the recipe's model before any stage); earlier "
                           f"stages: {', '.join(s.name for s in stages) or 'none'}")
             continue
         if step not in STEPS:
@@ -238,7 +261,8 @@ def resolve(raw: Any, *, source: str = "recipe", text: str | None = None,
                 name, k = f"{step}-{k}", k + 1
             stages.append(StageSpec(step=step, name=name, config=config, source=source))
     _raise(errors)
-    return ResolvedRecipe(recipe=recipe, data=data, model=model, stages=stages)
+    return ResolvedRecipe(recipe=recipe, data=data, model=model, stages=stages,
+                          metric_options=options)
 
 
 def _raise(errors: list[str]) -> None:

@@ -18,7 +18,7 @@ from nnopt.errors import DataError, NnoptError
 from nnopt.fileio import StagedFolder
 from nnopt.measure import Measurement, measure
 from nnopt.models import build_model, save_model
-from nnopt.recipe import ResolvedRecipe
+from nnopt.recipe import INPUT, ResolvedRecipe
 from nnopt.registry import STEPS
 from nnopt.report import Report, StageRecord, write_report
 from nnopt.report.model import RESULTS
@@ -59,6 +59,7 @@ def run_recipe(resolved: ResolvedRecipe, out_dir: str | Path, *, progress: bool 
                ) -> Report:
     """Run every stage, write the run folder atomically and return the Report."""
     data, model = prepare(resolved)
+    initial = model
     recipe = resolved.recipe
     with StagedFolder(out_dir, RESULTS) as staging:
         ctx = RunContext(recipe=resolved, data=data, out_dir=staging, seed=recipe.seed,
@@ -72,12 +73,14 @@ def run_recipe(resolved: ResolvedRecipe, out_dir: str | Path, *, progress: bool 
             log.info("stage %s (%s)", spec.name, spec.step)
             start = time.perf_counter()
             seed_everything(recipe.seed)
-            source = ctx.models[spec.source] if spec.source else model
+            source = (initial if spec.source == INPUT else ctx.models[spec.source]) \
+                if spec.source else model
             out = STEPS.get(spec.step).fn(source, spec.config, ctx)
             if not isinstance(out, nn.Module):
                 raise NnoptError(f"step '{spec.step}' returned {type(out).__name__}, not a model")
             seconds = time.perf_counter() - start
-            records.append(_measure_stage(ctx, spec.name, spec.step, out, seconds, staging))
+            records.append(_measure_stage(ctx, spec.name, spec.step, out, seconds, staging,
+                                          parent=source))
             ctx.models[spec.name] = out
             model = out
         report = Report(nnopt_version=__version__, recipe=resolved.to_dict(),
@@ -87,11 +90,12 @@ def run_recipe(resolved: ResolvedRecipe, out_dir: str | Path, *, progress: bool 
 
 
 def _measure_stage(ctx: RunContext, name: str, step: str, model: nn.Module, seconds: float,
-                   staging: Path) -> StageRecord:
+                   staging: Path, parent: nn.Module | None = None) -> StageRecord:
     folder = staging / "models" / name
     weights = save_model(model, folder)
     m = Measurement(model=model, data=ctx.data, targets=ctx.targets, work_dir=folder,
-                    weights_path=weights, details=dict(ctx.details))
+                    weights_path=weights, details=dict(ctx.details),
+                    options=ctx.recipe.metric_options, reference=ctx.baseline, parent=parent)
     metrics = measure(m, ctx.recipe.recipe.evaluate)
     return StageRecord(name=name, step=step, seconds=round(seconds, 3),
                        artifact=folder.relative_to(staging).as_posix(), metrics=metrics,

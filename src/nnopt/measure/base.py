@@ -24,6 +24,17 @@ class Measurement:
     work_dir: Path
     weights_path: Path | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # validated metric_options by metric
+    reference: nn.Module | None = None  # the run's first model (e.g. the fp32 baseline)
+    parent: nn.Module | None = None  # the model this stage's step started from
+
+    def option(self, metric: str) -> Any:
+        """The validated options of ``metric`` (its config's defaults when the recipe gives none)."""
+        from nnopt.registry import METRICS
+
+        if metric in self.options:
+            return self.options[metric]
+        return METRICS.get(metric).config()
 
     @cached_property
     def logits(self) -> torch.Tensor:
