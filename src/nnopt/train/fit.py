@@ -17,6 +17,7 @@ from torch import nn
 from nnopt.data.base import Split
 from nnopt.errors import TrainingError
 from nnopt.recipe import Strict
+from nnopt.train.adversarial import AdversarialConfig, AdversarialTask
 from nnopt.train.callbacks import BestCheckpoint, Callback, EarlyStopping, FitState
 from nnopt.train.task import ClassificationTask, TrainingTask
 
@@ -40,6 +41,8 @@ class TrainConfig(Strict):
     select_best: bool = Field(True, description="restore the weights of the best validation epoch")
     early_stopping: int | None = Field(None, ge=1, description="patience in epochs (off if unset)")
     eval_batch_size: int = Field(1000, ge=1)
+    adversarial: AdversarialConfig | None = Field(None, description="train on adversarial "
+                                                  "examples: PGD-AT or TRADES")
 
 
 def seed_everything(seed: int) -> None:
@@ -112,6 +115,11 @@ def fit(model: nn.Module, train: Split, *, config: TrainConfig, val: Split | Non
     A non-finite loss stops training with a TrainingError naming the stage, epoch and batch.
     """
     seed_everything(seed)
+    if config.adversarial is not None:
+        if task is not None:
+            raise TrainingError(f"stage '{stage}': adversarial training replaces the loss, so it "
+                                f"cannot be combined with {type(task).__name__}")
+        task = AdversarialTask(config.adversarial, config.label_smoothing)
     task = task or ClassificationTask(label_smoothing=config.label_smoothing)
     extra = task.setup(model)
     try:
