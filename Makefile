@@ -55,6 +55,9 @@ benchmarks: setup data
 	$(BIN)/python benchmarks/lowrank.py --run runs/factorize
 	$(BIN)/python benchmarks/pipelines.py --run runs/prune-distill-int8 --rounds 7
 	$(BIN)/python benchmarks/uncertainty.py --runs runs
+	$(BIN)/nnopt run recipes/adversarial.yaml --out runs/adversarial --quiet
+	$(BIN)/nnopt run recipes/robustness-int8.yaml --out runs/robustness-int8 --quiet
+	$(BIN)/python benchmarks/attack_cost.py --model runs/adversarial/models/train
 
 clean:
 	rm -rf runs .pytest_cache

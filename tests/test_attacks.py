@@ -130,3 +130,20 @@ def test_l2_projection_scales_onto_the_sphere():
     far = x + torch.tensor([0.3, 0.0, 0.0, 0.4]).view(1, 1, 2, 2)
     out = project(far, x, 0.25, "l2")
     torch.testing.assert_close((out - x).flatten(1).norm(dim=1), torch.full((2,), 0.25))
+
+
+def test_square_with_ties_keeps_searching_where_the_output_does_not_move():
+    x = torch.full((4, 1, 6, 6), 0.5)
+    y = torch.zeros(4, dtype=torch.long)
+
+    def flat(inp: torch.Tensor) -> torch.Tensor:  # a fully quantized plateau: one output
+        return torch.tensor([[1.0, 0.0, 0.0]]).expand(len(inp), 3)
+
+    def column_constant(d: torch.Tensor) -> bool:  # the vertical-stripe start, unchanged
+        return bool((d == d[:, :, :1, :]).all())
+
+    strict = square_linf(flat, x, y, 0.1, queries=30, accept_ties=False)
+    ties = square_linf(flat, x, y, 0.1, queries=30, accept_ties=True)
+    assert column_constant(strict - x)  # a strict search never leaves its start
+    assert not column_constant(ties - x)
+    assert (ties - x).abs().max() <= 0.1 + 1e-6

@@ -101,7 +101,6 @@ def pgd(model: Model, x: torch.Tensor, y: torch.Tensor, eps: float, *, steps: in
         with torch.no_grad():
             fooled = _fooled(model(x_adv), labels, targeted)
         best[~done] = x_adv[~done]  # the first success, else the latest point
-
         done |= fooled
         if bool(done.all()):
             break

@@ -105,7 +105,7 @@ def robust(m: Measurement) -> dict[str, float]:
                                      seed=cfg.seed),
         "cw_l2": lambda a, b: cw_l2(grad_model, a, b, steps=cfg.cw_steps),
         "square": lambda a, b: square_linf(model, a, b, cfg.eps, queries=cfg.square_queries,
-                                           seed=cfg.seed),
+                                           seed=cfg.seed, accept_ties=True),
     }
     white = {"fgsm", "pgd", "pgd_l2", "pgd_targeted", "apgd", "cw_l2"}
     for name in cfg.attacks:

@@ -40,9 +40,10 @@ def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def square_linf(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                 y: torch.Tensor, eps: float, *, queries: int = 1000, p_init: float = 0.05,
-                seed: int = 0) -> torch.Tensor:
+                seed: int = 0, accept_ties: bool = False) -> torch.Tensor:
     """Adversarial inputs within eps (L-inf) of ``x`` and in [0, 1], found with at most
-    ``queries`` model calls per example."""
+    ``queries`` model calls per example. ``accept_ties`` also keeps changes that leave the
+    margin equal: a quantized model's outputs move in steps, and a strict search stalls on them."""
     g = torch.Generator().manual_seed(seed)
     shape = x.shape
     img = x.reshape(len(x), shape[1], -1, shape[-1]) if x.dim() != 4 else x  # (n, c, h, w)
@@ -68,7 +69,7 @@ def square_linf(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
         values = (torch.randint(0, 2, (len(active), c, 1, 1), generator=g).to(x.dtype) * 2 - 1) * eps
         candidate = torch.where(window, (xa + values).clamp(0, 1), ba)
         new = query(candidate, y[active])
-        better = new < loss[active]
+        better = new <= loss[active] if accept_ties else new < loss[active]
         best[active[better]] = candidate[better]
         loss[active[better]] = new[better]
     return best.reshape(shape)
