@@ -35,6 +35,13 @@ def tiny_overrides(recipe: Path) -> list[str]:
         if step == "train":
             sets.append(f"stages.{i}.{step}.epochs=1")
         sets += [f"stages.{i}.{step}.{path}=1" for path in _epoch_keys(stage[step] or {})]
+    options = raw.get("metric_options", {})
+    if "robust" in options:  # a few images, short attacks
+        sets += [f"metric_options.robust.{kv}" for kv in (
+            "examples=16", "steps=3", "apgd_steps=3", "square_queries=10", "cw_steps=3",
+            "curve=[0.0,0.1]", "curve_steps=2")]
+    if "corruption" in options:
+        sets.append("metric_options.corruption.examples=16")
     for i, _ in enumerate(raw.get("targets", [])):
         sets += [f"targets.{i}.{kv}" for kv in FAST_TARGET]
     return sets

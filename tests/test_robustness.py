@@ -56,7 +56,10 @@ def test_metrics_on_every_stage_including_int8(tmp_path):
         for k in ("fgsm", "pgd", "apgd", "square"):
             assert met[f"robust_accuracy/{k}"] <= met["clean_accuracy_attacked"]
             assert rob["attacks"][k]["seconds_per_1000"] > 0
-        assert rob["curve"][0] == [0.0, met["clean_accuracy_attacked"]]
+        assert set(rob["curves"]) == {"fgsm", "pgd"}
+        for curve in rob["curves"].values():
+            assert curve[0] == [0.0, met["clean_accuracy_attacked"]]
+            assert curve[1][1] <= curve[0][1]
         table = stage.details["corruption"]["table"]
         assert set(table) == {"contrast", "jpeg"} and set(table["jpeg"]) == {"1", "5"}
         assert met["corruption_accuracy"] == pytest.approx(

@@ -41,8 +41,10 @@ class RobustConfig(Strict):
     square_queries: int = Field(1000, ge=1)
     cw_steps: int = Field(50, ge=1, description="Adam steps per binary-search step")
     curve: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.15, 0.2],
-                               description="L-inf eps of the PGD robustness curve ([] for none)")
-    curve_steps: int = Field(20, ge=1)
+                               description="L-inf eps of the robustness curves ([] for none)")
+    curve_attacks: list[Literal["fgsm", "pgd", "square"]] = Field(
+        default_factory=lambda: ["fgsm", "pgd"], description="attacks drawn as curves")
+    curve_steps: int = Field(20, ge=1, description="PGD iterations on the curve")
     large_eps: float = Field(0.5, gt=0, le=1, description="masking check: PGD accuracy at this "
                              "eps should be ~0")
     batch_size: int = Field(250, ge=1)
@@ -81,7 +83,7 @@ def _targets(y: torch.Tensor, classes: int) -> torch.Tensor:
 def robust(m: Measurement) -> dict[str, float]:
     """Accuracy under each attack on the first ``examples`` test inputs (an example counts only
     if it is classified correctly both clean and attacked); details hold the cost in seconds per
-    1000 examples, the PGD robustness curve and the gradient-masking check."""
+    1000 examples, the robustness curves and the gradient-masking check."""
     cfg: RobustConfig = m.option("robust")
     model = m.model.eval()
     x, y = m.data.test.x[:cfg.examples], m.data.test.y[:cfg.examples]
@@ -148,21 +150,31 @@ def robust(m: Measurement) -> dict[str, float]:
 def _curve_and_check(m: Measurement, cfg: RobustConfig, grad_model: nn.Module | None,
                      x: torch.Tensor, y: torch.Tensor, clean: torch.Tensor,
                      out: dict[str, float]) -> dict:
-    """PGD accuracy per eps, and the gradient-masking flags (Carlini et al. 2019's checklist:
+    """Accuracy per eps for each curve attack, and the gradient-masking flags (Carlini et al. 2019's checklist:
     black-box or transfer attacks beating white-box ones; accuracy not ~0 at a large eps)."""
     if grad_model is None:
         return {}
     bs, res = cfg.batch_size, {}
-    curve = []
-    for eps in cfg.curve:
-        if eps == 0:
-            curve.append([0.0, clean.double().mean().item()])
-            continue
-        x_adv = _batched(lambda a, b, e=eps: pgd(grad_model, a, b, e, steps=cfg.curve_steps,
-                                                 seed=cfg.seed), x, y, bs)
-        curve.append([eps, (clean & _correct(m.model, x_adv, y, bs)).double().mean().item()])
-    if curve:
-        res["curve"] = curve
+    makers = {
+        "fgsm": lambda e: lambda a, b: fgsm(grad_model, a, b, e),
+        "pgd": lambda e: lambda a, b: pgd(grad_model, a, b, e, steps=cfg.curve_steps,
+                                          seed=cfg.seed),
+        "square": lambda e: lambda a, b: square_linf(m.model, a, b, e, seed=cfg.seed,
+                                                     queries=cfg.square_queries,
+                                                     accept_ties=True),
+    }
+    curves: dict[str, list[list[float]]] = {}
+    for attack in cfg.curve_attacks if cfg.curve else []:
+        curves[attack] = []
+        for eps in cfg.curve:
+            if eps == 0:
+                curves[attack].append([0.0, clean.double().mean().item()])
+                continue
+            x_adv = _batched(makers[attack](eps), x, y, bs)
+            curves[attack].append(
+                [eps, (clean & _correct(m.model, x_adv, y, bs)).double().mean().item()])
+    if curves:
+        res["curves"] = curves
     flags = []
     white = min((out[f"robust_accuracy/{k}"] for k in ("pgd", "apgd", "fgsm")
                  if f"robust_accuracy/{k}" in out), default=None)

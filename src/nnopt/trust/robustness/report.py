@@ -47,20 +47,28 @@ def robustness_section(doc: Doc, labels: list[str], records: list[StageRecord],
               "ones; PGD accuracy must fall to ~0 at a large eps): "
               + ("; ".join(f"**{lab}**: {f}" for lab, f in flagged) if flagged
                  else f"passed for {', '.join(checked)}."))
-    curves = [(lab, s.details["robustness"]["curve"]) for lab, s in stages
-              if s.details["robustness"].get("curve")]
+    curves = {}
+    for lab, s in stages:
+        rob = s.details["robustness"]
+        found = rob.get("curves") or ({"pgd": rob["curve"]} if rob.get("curve") else {})
+        for attack, curve in found.items():
+            curves.setdefault(attack, []).append((lab, curve))
     if curves:
-        fig, ax = plt.subplots(figsize=(5.5, 3.6))
-        for lab, curve in curves:
-            ax.plot([e for e, _ in curve], [100 * a for _, a in curve], marker="o", label=lab)
-        ax.set_xlabel("L-inf eps")
-        ax.set_ylabel("accuracy under PGD (%)")
-        ax.set_ylim(0, 100)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4),
+                                 squeeze=False, sharey=True)
+        for ax, (attack, lines) in zip(axes[0], curves.items()):
+            for lab, curve in lines:
+                ax.plot([e for e, _ in curve], [100 * a for _, a in curve], marker="o",
+                        label=lab)
+            ax.set_title(attack, fontsize=9)
+            ax.set_xlabel("L-inf eps")
+            ax.set_ylim(0, 100)
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("accuracy under attack (%)")
+        axes[0][0].legend(fontsize=7)
         fig.tight_layout()
         doc.figure(_save(fig, figs / "robustness_curves.png"),
-                   "Robustness curves: accuracy under PGD against the budget, per stage")
+                   "Robustness curves: accuracy against the budget, per attack and stage")
 
 
 @register_section
