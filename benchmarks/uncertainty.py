@@ -52,7 +52,8 @@ def main() -> int:
     for s in unc.stages:
         m = s.metrics
         print(f"| {s.name} | {100 * m['accuracy']:.2f}% | {m['nll']:.4f} | {m['ece']:.4f} | "
-              f"{m['brier']:.4f} | {m['params']:,} | {m.get('latency_ms/server', float('nan')):.3f} |")
+              f"{m['brier']:.4f} | {m['params']:,} | "
+              f"{m.get('latency_ms/server', float('nan')):.3f} |")
     best = (0.0, "", "")
     print("\n| stage | OOD set | " + " | ".join(SCORES) + " |")
     print("|---|---|" + "---|" * len(SCORES))

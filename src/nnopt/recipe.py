@@ -225,7 +225,8 @@ def resolve(raw: Any, *, source: str = "recipe", text: str | None = None,
         loc = ("metric_options", metric)
         configurable = [n for n in METRICS.names() if METRICS.get(n).config is not None]
         if metric not in METRICS or METRICS.get(metric).config is None:
-            errors.append(f"{where(loc)}: {unknown_choice('metric with options', metric, configurable)}")
+            errors.append(f"{where(loc)}: "
+                          f"{unknown_choice('metric with options', metric, configurable)}")
             continue
         if metric not in recipe.evaluate:
             errors.append(f"{where(loc)}: options for '{metric}', which evaluate does not list")

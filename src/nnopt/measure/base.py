@@ -29,7 +29,7 @@ class Measurement:
     parent: nn.Module | None = None  # the model this stage's step started from
 
     def option(self, metric: str) -> Any:
-        """The validated options of ``metric`` (its config's defaults when the recipe gives none)."""
+        """The validated options of ``metric`` (its config's defaults if the recipe gives none)."""
         from nnopt.registry import METRICS
 
         if metric in self.options:

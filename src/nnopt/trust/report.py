@@ -113,8 +113,8 @@ def laplace_section(doc: Doc, labels: list[str], records: list[StageRecord], fig
     rows = []
     for lab, info in stages:
         scan = info.get("scan") or []
-        chosen = next((r["val_nll"] for r in scan if r["prior_precision"] == info["prior_precision"]),
-                      None)
+        chosen = next((r["val_nll"] for r in scan
+                       if r["prior_precision"] == info["prior_precision"]), None)
         rows.append([lab, info["layer"], info["hessian"], f"{info['prior_precision']:.4g}",
                      f"{chosen:.4f}" if chosen is not None else "fixed",
                      f"{scan[-1]['val_nll']:.4f}" if scan else "-"])

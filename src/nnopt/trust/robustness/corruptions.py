@@ -52,7 +52,8 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
 
 @corruption("gaussian_noise")
 def gaussian_noise(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
-    return (x + torch.randn(x.shape, generator=g) * _pick((0.08, 0.12, 0.18, 0.26, 0.38), s)).clamp(0, 1)
+    sigma = _pick((0.08, 0.12, 0.18, 0.26, 0.38), s)
+    return (x + torch.randn(x.shape, generator=g) * sigma).clamp(0, 1)
 
 
 @corruption("shot_noise")

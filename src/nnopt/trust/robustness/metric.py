@@ -150,8 +150,9 @@ def robust(m: Measurement) -> dict[str, float]:
 def _curve_and_check(m: Measurement, cfg: RobustConfig, grad_model: nn.Module | None,
                      x: torch.Tensor, y: torch.Tensor, clean: torch.Tensor,
                      out: dict[str, float]) -> dict:
-    """Accuracy per eps for each curve attack, and the gradient-masking flags (Carlini et al. 2019's checklist:
-    black-box or transfer attacks beating white-box ones; accuracy not ~0 at a large eps)."""
+    """Accuracy per eps for each curve attack, and the gradient-masking flags (Carlini et al.
+    2019's checklist: black-box or transfer attacks beating white-box ones; accuracy not ~0 at a
+    large eps)."""
     if grad_model is None:
         return {}
     bs, res = cfg.batch_size, {}

@@ -66,7 +66,8 @@ def square_linf(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
         top = torch.randint(0, h - s + 1, (len(active), 1, 1, 1), generator=g)
         left = torch.randint(0, w - s + 1, (len(active), 1, 1, 1), generator=g)
         window = (rows >= top) & (rows < top + s) & (cols >= left) & (cols < left + s)
-        values = (torch.randint(0, 2, (len(active), c, 1, 1), generator=g).to(x.dtype) * 2 - 1) * eps
+        signs = torch.randint(0, 2, (len(active), c, 1, 1), generator=g).to(x.dtype) * 2 - 1
+        values = signs * eps
         candidate = torch.where(window, (xa + values).clamp(0, 1), ba)
         new = query(candidate, y[active])
         better = new <= loss[active] if accept_ties else new < loss[active]
