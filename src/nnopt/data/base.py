@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from nnopt.data.noise import LabelNoiseConfig, corrupt_labels, realised_rate
 from nnopt.errors import DataError
 from nnopt.recipe import Strict
 
@@ -22,6 +23,8 @@ class DataConfig(Strict):
     eval_limit: int | None = Field(None, ge=1,
                                    description="use at most this many val and test examples")
     split_seed: int = Field(0, description="seed of the train/val split and of the subsets")
+    label_noise: LabelNoiseConfig | None = Field(
+        None, description="corrupt the training and validation labels (test stays clean)")
 
 
 @dataclass
@@ -30,13 +33,15 @@ class Split:
 
     x: torch.Tensor
     y: torch.Tensor
+    y_clean: torch.Tensor | None = None  # the true labels where ``y`` was corrupted on purpose
 
     def __len__(self) -> int:
         return len(self.y)
 
     def take(self, idx: torch.Tensor | np.ndarray) -> Split:
         idx = torch.as_tensor(idx, dtype=torch.long)
-        return Split(self.x[idx], self.y[idx])
+        return Split(self.x[idx], self.y[idx],
+                     None if self.y_clean is None else self.y_clean[idx])
 
 
 @dataclass
@@ -51,15 +56,20 @@ class DataSplits:
     class_names: list[str] = field(default_factory=list)
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
+    noise: dict[str, object] | None = None  # the label noise injected, requested and realised
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train.x.shape[1:])
 
     def summary(self) -> dict[str, object]:
-        return {"name": self.name, "train": len(self.train), "val": len(self.val),
-                "test": len(self.test), "input_shape": list(self.input_shape),
-                "num_classes": self.num_classes}
+        out: dict[str, object] = {
+            "name": self.name, "train": len(self.train), "val": len(self.val),
+            "test": len(self.test), "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes}
+        if self.noise:
+            out["label_noise"] = self.noise
+        return out
 
 
 def channel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -103,9 +113,29 @@ def make_splits(name: str, cfg: DataConfig, x_train: np.ndarray | torch.Tensor,
             test = test.take(torch.randperm(len(test), generator=gen)[: cfg.eval_limit])
     n_cls = num_classes or int(max(train.y.max(), test.y.max())) + 1
     mean, std = channel_stats(train.x)
+    noise = None
+    if cfg.label_noise is not None and cfg.label_noise.rate > 0:
+        train, val, noise = _add_noise(cfg.label_noise, name, n_cls, train, val)
     return DataSplits(name=name, train=train, val=val, test=test, num_classes=n_cls,
                       class_names=class_names or [str(i) for i in range(n_cls)],
-                      mean=mean, std=std)
+                      mean=mean, std=std, noise=noise)
+
+
+def _add_noise(cfg: LabelNoiseConfig, name: str, num_classes: int, train: Split, val: Split
+               ) -> tuple[Split, Split, dict[str, object]]:
+    """Training and validation labels corrupted (validation too: a user's held-out labels are
+    as noisy as the rest); the clean labels kept beside them."""
+    out = []
+    for salt, split in enumerate((train, val)):
+        try:
+            noisy = corrupt_labels(split.y, cfg, num_classes, dataset=name, x=split.x, salt=salt)
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        out.append(Split(split.x, noisy, split.y))
+    info = {**cfg.model_dump(mode="json"),
+            "realised_train": realised_rate(out[0].y, train.y),
+            "realised_val": realised_rate(out[1].y, val.y)}
+    return out[0], out[1], info
 
 
 def _labels(y: np.ndarray | torch.Tensor) -> torch.Tensor:
