@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from nnopt.data.base import Split
@@ -19,6 +19,7 @@ from nnopt.errors import TrainingError
 from nnopt.recipe import Strict
 from nnopt.train.adversarial import AdversarialConfig, AdversarialTask
 from nnopt.train.callbacks import BestCheckpoint, Callback, EarlyStopping, FitState
+from nnopt.train.losses import LossConfig
 from nnopt.train.task import ClassificationTask, TrainingTask
 
 
@@ -43,6 +44,15 @@ class TrainConfig(Strict):
     eval_batch_size: int = Field(1000, ge=1)
     adversarial: AdversarialConfig | None = Field(None, description="train on adversarial "
                                                   "examples: PGD-AT or TRADES")
+    loss: LossConfig = Field(default_factory=LossConfig, description="the classification "
+                             "loss: ce, or a noise-robust gce, sce, bootstrap_soft/hard")
+    mixup: float | None = Field(None, gt=0, description="mixup with Beta(a, a) mixing weights")
+
+    @model_validator(mode="after")
+    def _smoothing_with_ce(self) -> TrainConfig:
+        if self.label_smoothing and self.loss.name != "ce":
+            raise ValueError(f"label_smoothing applies to the ce loss, not to {self.loss.name}")
+        return self
 
 
 def seed_everything(seed: int) -> None:
@@ -120,7 +130,8 @@ def fit(model: nn.Module, train: Split, *, config: TrainConfig, val: Split | Non
             raise TrainingError(f"stage '{stage}': adversarial training replaces the loss, so it "
                                 f"cannot be combined with {type(task).__name__}")
         task = AdversarialTask(config.adversarial, config.label_smoothing)
-    task = task or ClassificationTask(label_smoothing=config.label_smoothing)
+    task = task or ClassificationTask(label_smoothing=config.label_smoothing, loss=config.loss,
+                                      mixup=config.mixup)
     extra = task.setup(model)
     try:
         return _fit(model, train, config, val, task, extra, callbacks, stage, seed)

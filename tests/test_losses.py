@@ -1,0 +1,67 @@
+"""Noise-robust losses against their paper formulas on hand-computed cases, and mixup."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nnopt.train.losses import LossConfig, bootstrap, gce, mixup_batch, per_example, sce
+from nnopt.train.task import ClassificationTask
+
+# probabilities (0.5, 0.25, 0.25)
+LOGITS = torch.log(torch.tensor([[0.5, 0.25, 0.25]], dtype=torch.float64))
+
+
+def test_gce_formula_and_its_limits():
+    y = torch.tensor([0])
+    assert gce(LOGITS, y, q=0.5).item() == pytest.approx((1 - math.sqrt(0.5)) / 0.5)
+    assert gce(LOGITS, y, q=1.0).item() == pytest.approx(0.5)  # q = 1: MAE, 1 - p_y
+    assert gce(LOGITS, y, q=1e-5).item() == pytest.approx(math.log(2), abs=1e-4)  # q -> 0: CE
+
+
+def test_sce_is_ce_plus_reverse_ce_with_log_zero_as_a():
+    y = torch.tensor([0])
+    # RCE = -sum_k p_k log y_k = -(0.5 * 0 + 0.25 * (-4) + 0.25 * (-4)) = 2
+    assert sce(LOGITS, y, alpha=0.1, beta=1.0).item() == pytest.approx(0.1 * math.log(2) + 2.0)
+    assert sce(LOGITS, y, alpha=0.0, beta=1.0, a=-2.0).item() == pytest.approx(1.0)
+
+
+def test_bootstrap_soft_and_hard():
+    soft = bootstrap(LOGITS, torch.tensor([0]), beta=0.95, hard=False).item()
+    assert soft == pytest.approx(0.975 * math.log(2) + 0.025 * math.log(4))
+    # hard: the arg-max (class 0) takes 1 - beta of the target when the label says class 1
+    hard = bootstrap(LOGITS, torch.tensor([1]), beta=0.8, hard=True).item()
+    assert hard == pytest.approx(0.8 * math.log(4) + 0.2 * math.log(2))
+
+
+def test_per_example_dispatch_and_the_ce_default():
+    logits = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    torch.testing.assert_close(per_example(LossConfig(), logits, y),
+                               F.cross_entropy(logits, y, reduction="none"))
+    default = per_example(LossConfig(name="bootstrap_hard"), logits, y)
+    torch.testing.assert_close(default, bootstrap(logits, y, 0.8, True))
+    task = ClassificationTask(loss=LossConfig(name="gce", q=0.3))
+    out = task(torch.nn.Identity(), logits, y)
+    torch.testing.assert_close(out["loss"], gce(logits, y, 0.3).mean())
+    with pytest.raises(ValueError, match="label_smoothing applies to the ce loss"):
+        ClassificationTask(label_smoothing=0.1, loss=LossConfig(name="sce"))
+
+
+def test_mixup_mixes_with_a_permutation():
+    torch.manual_seed(0)
+    x = torch.rand(8, 3)
+    mixed, perm, lam = mixup_batch(x, 0.4)
+    assert 0 <= lam <= 1 and sorted(perm.tolist()) == list(range(8))
+    torch.testing.assert_close(mixed, lam * x + (1 - lam) * x[perm])
+    task = ClassificationTask(mixup=0.4)
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    torch.manual_seed(1)
+    out = task(torch.nn.Identity(), x, y)
+    torch.manual_seed(1)
+    m2, p2, l2 = mixup_batch(x, 0.4)
+    expected = (l2 * F.cross_entropy(m2, y) + (1 - l2) * F.cross_entropy(m2, y[p2]))
+    torch.testing.assert_close(out["loss"], expected)
