@@ -65,3 +65,53 @@ def test_mixup_mixes_with_a_permutation():
     m2, p2, l2 = mixup_batch(x, 0.4)
     expected = (l2 * F.cross_entropy(m2, y) + (1 - l2) * F.cross_entropy(m2, y[p2]))
     torch.testing.assert_close(out["loss"], expected)
+
+
+def test_coteaching_schedule_is_the_papers():
+    from nnopt.train.coteaching import CoteachingConfig, forget_schedule
+
+    sched = forget_schedule(CoteachingConfig(forget_rate=0.4, num_gradual=5), 8)
+    assert sched == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.4, 0.4, 0.4])
+    sched = forget_schedule(CoteachingConfig(forget_rate=0.5, num_gradual=3, exponent=2), 4)
+    assert sched[:3] == pytest.approx([0.0, 0.125, 0.25]) and sched[3] == 0.5
+
+
+def test_coteaching_exchanges_small_loss_examples():
+    from torch import nn
+
+    from nnopt.train.coteaching import CoteachingConfig, CoteachingTask
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    task = CoteachingTask(CoteachingConfig(forget_rate=0.5, num_gradual=1), epochs=2,
+                          examples_per_epoch=8)
+    peer = task.setup(model)[0]
+    assert not torch.equal(peer.weight, model.weight)  # a different start
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    out = task(model, x, y)
+    assert out["forget_rate"] == 0.5
+    l1 = F.cross_entropy(model(x), y, reduction="none")
+    l2 = F.cross_entropy(peer(x), y, reduction="none")
+    keep1, keep2 = torch.argsort(l1)[:4], torch.argsort(l2)[:4]
+    torch.testing.assert_close(out["loss"], l1[keep2].mean() + l2[keep1].mean())
+    # gradients reach each network only through the examples its peer kept
+    model.zero_grad()
+    out["loss"].backward()
+    ref = nn.Linear(4, 3)
+    ref.load_state_dict(model.state_dict())
+    F.cross_entropy(ref(x[keep2]), y[keep2]).backward()
+    torch.testing.assert_close(model.weight.grad, ref.weight.grad)
+
+
+def test_coteaching_trains_in_a_recipe(tmp_path):
+    from conftest import tiny_raw
+    from nnopt.recipe import resolve
+    from nnopt.runner import run_recipe
+
+    raw = tiny_raw(stages=[{"train": {"epochs": 2, "batch_size": 32,
+                                      "coteaching": {"forget_rate": 0.3, "num_gradual": 2}}}])
+    raw["data"]["label_noise"] = {"rate": 0.3}
+    raw["evaluate"] = ["accuracy"]
+    result = run_recipe(resolve(raw), tmp_path)
+    assert result.data["label_noise"]["realised_train"] > 0
+    assert len(result.stages[0].details["history"]) == 2

@@ -19,6 +19,7 @@ from nnopt.errors import TrainingError
 from nnopt.recipe import Strict
 from nnopt.train.adversarial import AdversarialConfig, AdversarialTask
 from nnopt.train.callbacks import BestCheckpoint, Callback, EarlyStopping, FitState
+from nnopt.train.coteaching import CoteachingConfig, CoteachingTask
 from nnopt.train.losses import LossConfig
 from nnopt.train.task import ClassificationTask, TrainingTask
 
@@ -47,6 +48,8 @@ class TrainConfig(Strict):
     loss: LossConfig = Field(default_factory=LossConfig, description="the classification "
                              "loss: ce, or a noise-robust gce, sce, bootstrap_soft/hard")
     mixup: float | None = Field(None, gt=0, description="mixup with Beta(a, a) mixing weights")
+    coteaching: CoteachingConfig | None = Field(None, description="train a peer network and "
+                                                "exchange small-loss examples (noisy labels)")
 
     @model_validator(mode="after")
     def _smoothing_with_ce(self) -> TrainConfig:
@@ -125,7 +128,14 @@ def fit(model: nn.Module, train: Split, *, config: TrainConfig, val: Split | Non
     A non-finite loss stops training with a TrainingError naming the stage, epoch and batch.
     """
     seed_everything(seed)
-    if config.adversarial is not None:
+    if config.coteaching is not None:
+        if task is not None or config.adversarial is not None:
+            raise TrainingError(f"stage '{stage}': co-teaching replaces the loss, so it cannot "
+                                "be combined with another training task or adversarial training")
+        n, bs = len(train), config.batch_size
+        task = CoteachingTask(config.coteaching, config.epochs,
+                              n - (1 if n % bs == 1 and n > 1 else 0), seed)
+    elif config.adversarial is not None:
         if task is not None:
             raise TrainingError(f"stage '{stage}': adversarial training replaces the loss, so it "
                                 f"cannot be combined with {type(task).__name__}")
