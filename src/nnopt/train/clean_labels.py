@@ -1,0 +1,101 @@
+"""The ``clean_labels`` step: confident learning (Northcutt et al. 2021, through cleanlab) on
+out-of-sample predicted probabilities, then training on the kept examples.
+
+Each of ``folds`` models (fresh weights of the incoming architecture) trains on the other folds
+and predicts its held-out fold, so every training example gets a probability vector from a model
+that never saw its label. cleanlab flags the likely label errors; the flagged examples are
+dropped and the incoming model is trained on the rest. Where the data set knows its clean labels
+(injected noise), the report gives the precision and recall of the flagged set.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from nnopt.context import RunContext
+from nnopt.data.base import Split
+from nnopt.errors import NnoptError
+from nnopt.measure.base import is_artifact
+from nnopt.models.saving import build_from_spec
+from nnopt.recipe import Strict
+from nnopt.registry import STEPS
+from nnopt.train.fit import TrainConfig, fit, predict, seed_everything
+
+
+class CleanLabelsConfig(Strict):
+    """Cross-validation, cleanlab's filter, and the training on the kept examples."""
+
+    folds: int = Field(5, ge=2, le=20, description="cross-validation folds")
+    fold_train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=5),
+                                    description="training of each fold model")
+    filter_by: Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning",
+                       "predicted_neq_given"] = Field("prune_by_noise_rate",
+                                                      description="cleanlab's filter_by")
+    train: TrainConfig = Field(default_factory=TrainConfig,
+                               description="training on the kept examples")
+
+
+def out_of_sample_probs(model: nn.Module, split: Split, cfg: CleanLabelsConfig, ctx: RunContext
+                        ) -> np.ndarray:
+    """(examples, classes) probabilities, each from the fold model that did not train on it."""
+    n = len(split)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(ctx.seed))
+    probs = torch.zeros(n, ctx.data.num_classes, dtype=torch.float64)
+    for k, held in enumerate(torch.tensor_split(order, cfg.folds)):
+        rest = torch.cat([f for j, f in enumerate(torch.tensor_split(order, cfg.folds)) if j != k])
+        seed_everything(ctx.seed + 100 + k)
+        fold_model = build_from_spec(model.spec)
+        fit(fold_model, split.take(rest), config=cfg.fold_train, val=ctx.data.val,
+            callbacks=ctx.callbacks(fold_model), stage=f"{ctx.stage} fold {k + 1}",
+            seed=ctx.seed + 100 + k)
+        probs[held] = predict(fold_model, split.x[held]).double().softmax(1)
+        ctx.log.info("%s: fold %d/%d done", ctx.stage, k + 1, cfg.folds)
+    return probs.numpy()
+
+
+def detection_scores(flagged: np.ndarray, noisy: torch.Tensor, clean: torch.Tensor
+                     ) -> dict[str, float]:
+    """Precision and recall of the flagged set against the known corrupted labels."""
+    wrong = (noisy != clean).numpy()
+    hits = int((flagged & wrong).sum())
+    return {"precision": hits / max(int(flagged.sum()), 1),
+            "recall": hits / max(int(wrong.sum()), 1),
+            "flagged": int(flagged.sum()), "corrupted": int(wrong.sum())}
+
+
+@STEPS.register("clean_labels", config=CleanLabelsConfig,
+                tiny={"folds": 2, "fold_train": {"epochs": 1, "batch_size": 32},
+                      "train": {"epochs": 1, "batch_size": 32}})
+def clean_labels(model: nn.Module, cfg: CleanLabelsConfig, ctx: RunContext) -> nn.Module:
+    """Flag likely label errors by confident learning; train on the examples left."""
+    from cleanlab.filter import find_label_issues
+
+    if is_artifact(model) or not hasattr(model, "net"):
+        raise NnoptError("clean_labels trains PyTorch models; put it before export/quantize")
+    if model.spec.get("structure") or model.spec.get("transforms"):
+        raise NnoptError("clean_labels trains fold models from fresh weights of the recipe's "
+                         "architecture; put it before the compression stages")
+    train = ctx.data.train
+    if len(train) < 2 * cfg.folds:
+        raise NnoptError(f"clean_labels needs at least {2 * cfg.folds} training examples")
+    probs = out_of_sample_probs(model, train, cfg, ctx)
+    flagged = find_label_issues(labels=train.y.numpy(), pred_probs=probs,
+                                filter_by=cfg.filter_by)
+    keep = torch.from_numpy(~flagged).nonzero()[:, 0]
+    out = copy.deepcopy(model)
+    state = fit(out, train.take(keep), config=cfg.train, val=ctx.data.val,
+                callbacks=ctx.callbacks(out), stage=ctx.stage, seed=ctx.seed)
+    info = {"folds": cfg.folds, "filter_by": cfg.filter_by, "examples": len(train),
+            "flagged": int(flagged.sum()), "kept": len(keep),
+            "oof_accuracy_given": float((probs.argmax(1) == train.y.numpy()).mean())}
+    if train.y_clean is not None:
+        info["detection"] = detection_scores(flagged, train.y, train.y_clean)
+    ctx.record("clean_labels", info)
+    ctx.record("history", state.history)
+    return out
