@@ -58,6 +58,8 @@ benchmarks: setup data
 	$(BIN)/nnopt run recipes/adversarial.yaml --out runs/adversarial --quiet
 	$(BIN)/nnopt run recipes/robustness-int8.yaml --out runs/robustness-int8 --quiet
 	$(BIN)/python benchmarks/attack_cost.py --model runs/adversarial/models/train
+	$(BIN)/nnopt run recipes/clean-labels.yaml --out runs/clean-labels --quiet
+	$(BIN)/python benchmarks/label_detection.py --model cnn --epochs 5 --folds 5
 
 clean:
 	rm -rf runs .pytest_cache
