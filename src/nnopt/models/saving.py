@@ -73,6 +73,21 @@ def build_from_spec(spec: dict[str, Any]) -> nn.Module:
     return model
 
 
+def fresh_model(model: nn.Module, seed: int, step: str) -> nn.Module:
+    """The incoming model's architecture with fresh weights drawn from ``seed`` (ensemble
+    members, cross-validation folds); ``step`` names the caller in the error for a model whose
+    architecture is no longer the recipe's."""
+    from nnopt.train.fit import seed_everything
+
+    spec = model.spec
+    if spec.get("structure") or spec.get("transforms"):
+        raise NnoptError(f"{step} starts models from fresh weights of the recipe's architecture, "
+                         "which this model no longer has (it was pruned or rewritten); put "
+                         f"{step} before the compression stages")
+    seed_everything(seed)
+    return build_from_spec(spec)
+
+
 def read_spec(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / SPEC
     if not path.is_file():

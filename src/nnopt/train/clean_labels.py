@@ -22,10 +22,10 @@ from nnopt.context import RunContext
 from nnopt.data.base import Split
 from nnopt.errors import NnoptError
 from nnopt.measure.base import is_artifact
-from nnopt.models.saving import build_from_spec
+from nnopt.models.saving import fresh_model
 from nnopt.recipe import Strict
 from nnopt.registry import STEPS
-from nnopt.train.fit import TrainConfig, fit, predict, seed_everything
+from nnopt.train.fit import TrainConfig, fit, predict
 
 
 class CleanLabelsConfig(Strict):
@@ -47,10 +47,10 @@ def out_of_sample_probs(model: nn.Module, split: Split, cfg: CleanLabelsConfig, 
     n = len(split)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(ctx.seed))
     probs = torch.zeros(n, ctx.data.num_classes, dtype=torch.float64)
-    for k, held in enumerate(torch.tensor_split(order, cfg.folds)):
-        rest = torch.cat([f for j, f in enumerate(torch.tensor_split(order, cfg.folds)) if j != k])
-        seed_everything(ctx.seed + 100 + k)
-        fold_model = build_from_spec(model.spec)
+    folds = torch.tensor_split(order, cfg.folds)
+    for k, held in enumerate(folds):
+        rest = torch.cat([f for j, f in enumerate(folds) if j != k])
+        fold_model = fresh_model(model, ctx.seed + 100 + k, "clean_labels")
         fit(fold_model, split.take(rest), config=cfg.fold_train, val=ctx.data.val,
             callbacks=ctx.callbacks(fold_model), stage=f"{ctx.stage} fold {k + 1}",
             seed=ctx.seed + 100 + k)
@@ -78,9 +78,6 @@ def clean_labels(model: nn.Module, cfg: CleanLabelsConfig, ctx: RunContext) -> n
 
     if is_artifact(model) or not hasattr(model, "net"):
         raise NnoptError("clean_labels trains PyTorch models; put it before export/quantize")
-    if model.spec.get("structure") or model.spec.get("transforms"):
-        raise NnoptError("clean_labels trains fold models from fresh weights of the recipe's "
-                         "architecture; put it before the compression stages")
     train = ctx.data.train
     if len(train) < 2 * cfg.folds:
         raise NnoptError(f"clean_labels needs at least {2 * cfg.folds} training examples")

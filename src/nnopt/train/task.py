@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnopt.train.losses import LossConfig, mixup_batch, per_example
+
 
 class TrainingTask:
     """Turns a batch into ``{"loss": scalar, "output": logits}``; subclasses change the loss.
@@ -35,8 +37,6 @@ class ClassificationTask(TrainingTask):
 
     def __init__(self, *, label_smoothing: float = 0.0, loss: Any = None,
                  mixup: float | None = None) -> None:
-        from nnopt.train.losses import LossConfig
-
         self.label_smoothing = label_smoothing
         self.loss = loss if loss is not None else LossConfig()
         self.mixup = mixup
@@ -45,8 +45,6 @@ class ClassificationTask(TrainingTask):
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  index: torch.Tensor | None = None) -> dict[str, Any]:
-        from nnopt.train.losses import mixup_batch, per_example
-
         if self.mixup:
             mixed, perm, lam = mixup_batch(x, self.mixup)
             out = model(mixed)

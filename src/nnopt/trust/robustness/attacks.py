@@ -153,7 +153,8 @@ def apgd_ce(model: Model, x: torch.Tensor, y: torch.Tensor, eps: float, *, steps
             eta_changed_last, best_at_last_check = halve, best_loss.clone()
             since_check.zero_()
             last_check = k
-    loss, _, _ = _loss_grad(model, x_adv, y, False)
+    with torch.no_grad():  # the last point's loss; no gradient needed
+        loss = F.cross_entropy(model(x_adv), y, reduction="none")
     improved = loss > best_loss
     best_x[improved] = x_adv[improved]
     return best_x

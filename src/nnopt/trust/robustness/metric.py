@@ -20,6 +20,7 @@ from torch import nn
 from nnopt.measure.base import Measurement, is_artifact, is_stochastic
 from nnopt.recipe import Strict
 from nnopt.registry import METRICS
+from nnopt.train.fit import predict
 from nnopt.trust.robustness.attacks import StraightThrough, apgd_ce, fgsm, pgd
 from nnopt.trust.robustness.cw import cw_l2
 from nnopt.trust.robustness.square import square_linf
@@ -55,10 +56,8 @@ def _batched(fn, x: torch.Tensor, y: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat([fn(x[i:i + size], y[i:i + size]) for i in range(0, len(x), size)])
 
 
-@torch.no_grad()
 def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, size: int) -> torch.Tensor:
-    return torch.cat([model(x[i:i + size]).argmax(1) == y[i:i + size]
-                      for i in range(0, len(x), size)])
+    return predict(model, x, size).argmax(1) == y
 
 
 def gradient_model(m: Measurement) -> tuple[nn.Module | None, str]:
@@ -132,8 +131,7 @@ def robust(m: Measurement) -> dict[str, float]:
             hit = wrong & clean  # the perturbations that broke a correct prediction
             extra = {"median_l2": norms[hit].median().item() if bool(hit.any()) else None}
         elif name == "pgd_targeted":
-            with torch.no_grad():
-                hit = torch.cat([model(x_adv[i:i + bs]).argmax(1) for i in range(0, len(x), bs)])
+            hit = predict(model, x_adv, bs).argmax(1)
             ok = clean & (hit == y)
             extra = {"target_success": (hit == _targets(y, classes)).double().mean().item()}
         else:

@@ -18,10 +18,10 @@ from torch import nn
 from nnopt.context import RunContext
 from nnopt.errors import NnoptError
 from nnopt.measure.base import Measurement, is_artifact
-from nnopt.models.saving import TRANSFORMS, build_from_spec
+from nnopt.models.saving import TRANSFORMS, fresh_model
 from nnopt.recipe import Strict
 from nnopt.registry import METRICS, STEPS
-from nnopt.train.fit import TrainConfig, evaluate, fit, seed_everything
+from nnopt.train.fit import TrainConfig, evaluate, fit
 from nnopt.trust.calibration.metrics import expected_calibration_error
 from nnopt.trust.uncertainty import log_mean_softmax, sample_logits
 
@@ -66,10 +66,6 @@ def ensemble(model: nn.Module, cfg: EnsembleConfig, ctx: RunContext) -> nn.Modul
     if is_artifact(model) or not hasattr(model, "net"):
         raise NnoptError("ensemble trains PyTorch members; put it before export/quantize")
     spec = model.spec
-    if spec.get("structure") or spec.get("transforms"):
-        raise NnoptError("ensemble members start from fresh weights of the recipe's architecture, "
-                         "which this model no longer has (it was pruned or rewritten); put "
-                         "ensemble before the compression stages")
     members, rows = [], []
     for i in range(cfg.members):
         seed = ctx.seed + i
@@ -77,8 +73,7 @@ def ensemble(model: nn.Module, cfg: EnsembleConfig, ctx: RunContext) -> nn.Modul
             member = copy.deepcopy(model)
             note = "incoming model"
         else:
-            seed_everything(seed)
-            member = build_from_spec(spec)
+            member = fresh_model(model, seed, "ensemble")
             state = fit(member, ctx.data.train, config=cfg.train, val=ctx.data.val,
                         callbacks=ctx.callbacks(member), stage=f"{ctx.stage} member {i}", seed=seed)
             note = f"seed {seed}, {len(state.history)} epochs"

@@ -23,7 +23,7 @@ from nnopt.models.structure import replace_module
 from nnopt.recipe import Strict
 from nnopt.registry import STEPS
 from nnopt.train.fit import TrainConfig, fit
-from nnopt.trust.uncertainty.mc_dropout import DROPOUT, SAMPLES, has_dropout
+from nnopt.trust.uncertainty.mc_dropout import DROPOUT, SAMPLES, has_dropout, mc_logits
 from nnopt.trust.uncertainty import log_mean_softmax
 
 
@@ -38,17 +38,7 @@ class MCDropoutNet(nn.Module):
         self.net, self.samples, self.seed = net, samples, seed
 
     def sample_logits(self, h: torch.Tensor) -> torch.Tensor:
-        drops = [m for m in self.net.modules() if isinstance(m, DROPOUT)]
-        modes = [m.training for m in drops]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            for m in drops:
-                m.train()
-            try:
-                return torch.stack([self.net(h) for _ in range(self.samples)])
-            finally:
-                for m, mode in zip(drops, modes):
-                    m.train(mode)
+        return mc_logits(self.net, h, self.samples, seed=self.seed, batch_size=max(len(h), 1))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if self.training:  # fine-tuning: one ordinary stochastic pass
