@@ -60,6 +60,7 @@ benchmarks: setup data
 	$(BIN)/python benchmarks/attack_cost.py --model runs/adversarial/models/train
 	$(BIN)/nnopt run recipes/clean-labels.yaml --out runs/clean-labels --quiet
 	$(BIN)/python benchmarks/label_detection.py --model cnn --epochs 5 --folds 5
+	$(BIN)/python benchmarks/noisy_labels.py --out runs/noisy-labels
 
 clean:
 	rm -rf runs .pytest_cache

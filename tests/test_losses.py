@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from nnopt.train.losses import LossConfig, bootstrap, gce, mixup_batch, per_example, sce
 from nnopt.train.task import ClassificationTask
@@ -115,3 +116,49 @@ def test_coteaching_trains_in_a_recipe(tmp_path):
     result = run_recipe(resolve(raw), tmp_path)
     assert result.data["label_noise"]["realised_train"] > 0
     assert len(result.stages[0].details["history"]) == 2
+
+
+def test_elr_penalty_and_target_update_by_hand():
+    from nnopt.train.elr import ElrConfig, ElrTask, elr_penalty
+
+    p = torch.tensor([[0.5, 0.3, 0.2]])
+    t = torch.tensor([[0.2, 0.2, 0.6]])
+    # <p, t> = 0.1 + 0.06 + 0.12 = 0.28
+    assert elr_penalty(p, t).item() == pytest.approx(math.log(0.72))
+
+    class Const(nn.Module):
+        def __init__(self, logits: torch.Tensor) -> None:
+            super().__init__()
+            self.logits = nn.Parameter(logits)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.logits.expand(len(x), -1)
+
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    task = ElrTask(ElrConfig(lam=3.0, beta=0.7), examples=4)
+    model = Const(logits.clone())
+    x, y, idx = torch.zeros(2, 1), torch.tensor([1, 1]), torch.tensor([0, 2])
+    out = task(model, x, y, index=idx)
+    q = logits.softmax(1).clamp(1e-4, 1 - 1e-4)
+    want_t = 0.3 * q / q.sum()
+    torch.testing.assert_close(task.target[0], want_t[0])
+    torch.testing.assert_close(task.target[2], want_t[0])
+    assert task.target[1].abs().sum() == 0 and task.target[3].abs().sum() == 0
+    want = F.cross_entropy(logits, y[:1]) + 3.0 * torch.log(1 - (q * want_t).sum())
+    torch.testing.assert_close(out["loss"], want)
+    task(model, x, y, index=idx)  # the second visit averages with the first
+    torch.testing.assert_close(task.target[0], 0.7 * want_t[0] + 0.3 * q[0] / q.sum())
+    with pytest.raises(ValueError, match="index"):
+        task(model, x, y)
+
+
+def test_loss_replacing_tasks_refuse_to_combine():
+    from nnopt.errors import TrainingError
+    from nnopt.train.fit import TrainConfig, make_task
+
+    with pytest.raises(TrainingError, match="coteaching replaces the loss.*elr"):
+        make_task(TrainConfig(coteaching={}, elr={}), None, 10, "s", 0)
+    with pytest.raises(TrainingError, match="elr uses plain cross-entropy"):
+        make_task(TrainConfig(elr={}, loss={"name": "gce"}), None, 10, "s", 0)
+    with pytest.raises(TrainingError, match="elr uses plain cross-entropy"):
+        make_task(TrainConfig(elr={}, mixup=0.2), None, 10, "s", 0)

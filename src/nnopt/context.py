@@ -53,12 +53,18 @@ class RunContext:
 
         return example_batch(self.data.test.x, batch_size)
 
-    def callbacks(self, model: nn.Module | None = None) -> list[Any]:
-        """Callbacks every fit() in this run gets: the progress bar when the CLI asks for it, and
-        mask keeping when ``model`` was pruned in an earlier stage (its zeros stay zero)."""
+    def callbacks(self, model: nn.Module | None = None, monitor: bool = True) -> list[Any]:
+        """Callbacks every fit() in this run gets: the progress bar when the CLI asks for it,
+        mask keeping when ``model`` was pruned in an earlier stage (its zeros stay zero), and,
+        when the training labels were corrupted on purpose and ``monitor`` is on, the noisy-label
+        monitor (memorisation and clean test accuracy per epoch, the last epoch's figures)."""
         from nnopt.train.callbacks import ProgressBar
 
         out: list[Any] = [ProgressBar()] if self.progress else []
+        if monitor and self.data.train.y_clean is not None:
+            from nnopt.train.noise_monitor import NoiseMonitor
+
+            out.append(NoiseMonitor(self.data.train, self.data))
         sparse = (getattr(model, "spec", None) or {}).get("sparsity")
         if sparse:
             from nnopt.compress.prune.masks import KeepMasks, masks_from_zeros

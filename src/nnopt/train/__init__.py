@@ -1,6 +1,6 @@
 """Training: one fit() with TrainingTask (the loss) and Callbacks (events)."""
 
-from nnopt.train import clean_labels, step  # noqa: F401  (registers the steps)
+from nnopt.train import clean_labels, noisy_report, step  # noqa: F401  (registration)
 from nnopt.train.callbacks import BestCheckpoint, Callback, EarlyStopping, FitState, ProgressBar
 from nnopt.train.fit import TrainConfig, evaluate, fit, predict, seed_everything
 from nnopt.train.task import ClassificationTask, TrainingTask

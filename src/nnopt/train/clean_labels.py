@@ -4,7 +4,8 @@ out-of-sample predicted probabilities, then training on the kept examples.
 Each of ``folds`` models (fresh weights of the incoming architecture) trains on the other folds
 and predicts its held-out fold, so every training example gets a probability vector from a model
 that never saw its label. cleanlab flags the likely label errors; the flagged examples are
-dropped and the incoming model is trained on the rest. Where the data set knows its clean labels
+dropped (or, ``action: relabel``, given their out-of-sample prediction as label) and the incoming
+model is trained on the result. Where the data set knows its clean labels
 (injected noise), the report gives the precision and recall of the flagged set.
 """
 
@@ -37,6 +38,9 @@ class CleanLabelsConfig(Strict):
     filter_by: Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning",
                        "predicted_neq_given"] = Field("prune_by_noise_rate",
                                                       description="cleanlab's filter_by")
+    action: Literal["remove", "relabel"] = Field(
+        "remove", description="remove the flagged examples, or relabel them with their "
+        "out-of-sample prediction (keeps their inputs)")
     train: TrainConfig = Field(default_factory=TrainConfig,
                                description="training on the kept examples")
 
@@ -52,7 +56,7 @@ def out_of_sample_probs(model: nn.Module, split: Split, cfg: CleanLabelsConfig, 
         rest = torch.cat([f for j, f in enumerate(folds) if j != k])
         fold_model = fresh_model(model, ctx.seed + 100 + k, "clean_labels")
         fit(fold_model, split.take(rest), config=cfg.fold_train, val=ctx.data.val,
-            callbacks=ctx.callbacks(fold_model), stage=f"{ctx.stage} fold {k + 1}",
+            callbacks=ctx.callbacks(fold_model, monitor=False), stage=f"{ctx.stage} fold {k + 1}",
             seed=ctx.seed + 100 + k)
         probs[held] = predict(fold_model, split.x[held]).double().softmax(1)
         ctx.log.info("%s: fold %d/%d done", ctx.stage, k + 1, cfg.folds)
@@ -73,7 +77,7 @@ def detection_scores(flagged: np.ndarray, noisy: torch.Tensor, clean: torch.Tens
                 tiny={"folds": 2, "fold_train": {"epochs": 1, "batch_size": 32},
                       "train": {"epochs": 1, "batch_size": 32}})
 def clean_labels(model: nn.Module, cfg: CleanLabelsConfig, ctx: RunContext) -> nn.Module:
-    """Flag likely label errors by confident learning; train on the examples left."""
+    """Flag likely label errors by confident learning; remove (or relabel) them and train."""
     from cleanlab.filter import find_label_issues
 
     if is_artifact(model) or not hasattr(model, "net"):
@@ -84,15 +88,24 @@ def clean_labels(model: nn.Module, cfg: CleanLabelsConfig, ctx: RunContext) -> n
     probs = out_of_sample_probs(model, train, cfg, ctx)
     flagged = find_label_issues(labels=train.y.numpy(), pred_probs=probs,
                                 filter_by=cfg.filter_by)
-    keep = torch.from_numpy(~flagged).nonzero()[:, 0]
+    flag = torch.from_numpy(flagged)
+    if cfg.action == "relabel":
+        y = torch.where(flag, torch.from_numpy(probs.argmax(1)), train.y)
+        kept = Split(train.x, y, train.y_clean)
+    else:
+        kept = train.take((~flag).nonzero()[:, 0])
     out = copy.deepcopy(model)
-    state = fit(out, train.take(keep), config=cfg.train, val=ctx.data.val,
+    state = fit(out, kept, config=cfg.train, val=ctx.data.val,
                 callbacks=ctx.callbacks(out), stage=ctx.stage, seed=ctx.seed)
     info = {"folds": cfg.folds, "filter_by": cfg.filter_by, "examples": len(train),
-            "flagged": int(flagged.sum()), "kept": len(keep),
+            "flagged": int(flagged.sum()), "action": cfg.action, "kept": len(kept),
             "oof_accuracy_given": float((probs.argmax(1) == train.y.numpy()).mean())}
     if train.y_clean is not None:
         info["detection"] = detection_scores(flagged, train.y, train.y_clean)
+        if cfg.action == "relabel":
+            info["relabelled_correct"] = float((kept.y == train.y_clean)[flag].double()
+                                               .mean()) if flag.any() else 1.0
     ctx.record("clean_labels", info)
     ctx.record("history", state.history)
+    ctx.record("training", state.notes)
     return out

@@ -20,6 +20,7 @@ from nnopt.recipe import Strict
 from nnopt.train.adversarial import AdversarialConfig, AdversarialTask
 from nnopt.train.callbacks import BestCheckpoint, Callback, EarlyStopping, FitState
 from nnopt.train.coteaching import CoteachingConfig, CoteachingTask
+from nnopt.train.elr import ElrConfig, ElrTask
 from nnopt.train.losses import LossConfig
 from nnopt.train.task import ClassificationTask, TrainingTask
 
@@ -50,12 +51,32 @@ class TrainConfig(Strict):
     mixup: float | None = Field(None, gt=0, description="mixup with Beta(a, a) mixing weights")
     coteaching: CoteachingConfig | None = Field(None, description="train a peer network and "
                                                 "exchange small-loss examples (noisy labels)")
+    elr: ElrConfig | None = Field(None, description="early-learning regularisation towards each "
+                                  "example's running-average prediction (noisy labels)")
 
     @model_validator(mode="after")
     def _smoothing_with_ce(self) -> TrainConfig:
         if self.label_smoothing and self.loss.name != "ce":
             raise ValueError(f"label_smoothing applies to the ce loss, not to {self.loss.name}")
         return self
+
+
+def objective(cfg: TrainConfig) -> str:
+    """A short name of what a TrainConfig optimises (for reports): the loss and its options."""
+    if cfg.coteaching is not None:
+        return f"co-teaching (forget {cfg.coteaching.forget_rate:g})"
+    if cfg.elr is not None:
+        return f"ELR (lambda {cfg.elr.lam:g}, beta {cfg.elr.beta:g})"
+    if cfg.adversarial is not None:
+        return f"{cfg.adversarial.method} (eps {cfg.adversarial.eps:g})"
+    parts = [cfg.loss.name.replace("_", " ") if cfg.loss.name != "ce" else "cross-entropy"]
+    if cfg.loss.name == "gce":
+        parts[0] += f" q={cfg.loss.q:g}"
+    if cfg.label_smoothing:
+        parts.append(f"label smoothing {cfg.label_smoothing:g}")
+    if cfg.mixup:
+        parts.append(f"mixup {cfg.mixup:g}")
+    return " + ".join(parts)
 
 
 def seed_everything(seed: int) -> None:
@@ -128,25 +149,40 @@ def fit(model: nn.Module, train: Split, *, config: TrainConfig, val: Split | Non
     A non-finite loss stops training with a TrainingError naming the stage, epoch and batch.
     """
     seed_everything(seed)
-    if config.coteaching is not None:
-        if task is not None or config.adversarial is not None:
-            raise TrainingError(f"stage '{stage}': co-teaching replaces the loss, so it cannot "
-                                "be combined with another training task or adversarial training")
-        n, bs = len(train), config.batch_size
-        task = CoteachingTask(config.coteaching, config.epochs,
-                              n - (1 if n % bs == 1 and n > 1 else 0), seed)
-    elif config.adversarial is not None:
-        if task is not None:
-            raise TrainingError(f"stage '{stage}': adversarial training replaces the loss, so it "
-                                f"cannot be combined with {type(task).__name__}")
-        task = AdversarialTask(config.adversarial, config.label_smoothing)
-    task = task or ClassificationTask(label_smoothing=config.label_smoothing, loss=config.loss,
-                                      mixup=config.mixup)
+    named = type(task).__name__ if task is not None else objective(config)
+    task = make_task(config, task, len(train), stage, seed)
     extra = task.setup(model)
     try:
-        return _fit(model, train, config, val, task, extra, callbacks, stage, seed)
+        state = _fit(model, train, config, val, task, extra, callbacks, stage, seed)
+        state.notes["objective"] = named
+        return state
     finally:
         task.teardown()
+
+
+def make_task(config: TrainConfig, task: TrainingTask | None, examples: int, stage: str,
+              seed: int) -> TrainingTask:
+    """The TrainingTask a config asks for; a task that replaces the loss (co-teaching, ELR,
+    adversarial training) cannot be combined with another one."""
+    special = [k for k in ("coteaching", "elr", "adversarial") if getattr(config, k) is not None]
+    if len(special) + (task is not None) > 1:
+        other = type(task).__name__ if task is not None else special[1]
+        raise TrainingError(f"stage '{stage}': {special[0]} replaces the loss, so it cannot be "
+                            f"combined with {other}")
+    plain = config.loss.name == "ce" and not config.mixup and not config.label_smoothing
+    if special and special[0] != "adversarial" and not plain:
+        raise TrainingError(f"stage '{stage}': {special[0]} uses plain cross-entropy; remove "
+                            "the loss, mixup and label_smoothing settings")
+    if config.coteaching is not None:
+        bs = config.batch_size
+        return CoteachingTask(config.coteaching, config.epochs,
+                              examples - (1 if examples % bs == 1 and examples > 1 else 0), seed)
+    if config.elr is not None:
+        return ElrTask(config.elr, examples)
+    if config.adversarial is not None:
+        return AdversarialTask(config.adversarial, config.label_smoothing)
+    return task or ClassificationTask(label_smoothing=config.label_smoothing, loss=config.loss,
+                                      mixup=config.mixup)
 
 
 def _fit(model: nn.Module, train: Split, config: TrainConfig, val: Split | None,
