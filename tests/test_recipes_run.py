@@ -34,6 +34,8 @@ def tiny_overrides(recipe: Path) -> list[str]:
         step = next(k for k in stage if k != "from")
         if step == "train":
             sets.append(f"stages.{i}.{step}.epochs=1")
+        if step == "finetune":  # a few labels of the 256 examples
+            sets.append(f"stages.{i}.{step}.labels=20")
         sets += [f"stages.{i}.{step}.{path}=1" for path in _epoch_keys(stage[step] or {})]
     options = raw.get("metric_options", {})
     if "robust" in options:  # a few images, short attacks

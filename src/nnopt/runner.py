@@ -68,8 +68,11 @@ def run_recipe(resolved: ResolvedRecipe, out_dir: str | Path, *, progress: bool 
         stages = resolved.stages or []
         if not stages:
             records.append(_measure_stage(ctx, "input", "input", model, 0.0, staging))
+        previous = INPUT
         for spec in stages:
-            ctx.stage, ctx.details = spec.name, {}
+            # the stage this one starts from ("input": the recipe's untrained model)
+            ctx.stage, ctx.details = spec.name, {"from": spec.source or previous}
+            previous = spec.name
             log.info("stage %s (%s)", spec.name, spec.step)
             start = time.perf_counter()
             seed_everything(recipe.seed)

@@ -102,8 +102,9 @@ def training_curves(points: list[Point], path: Path) -> Path | None:
         ax_l.plot(ep, [h["train_loss"] for h in p.history], marker=".", label=f"{p.label}: train")
         if "val_loss" in p.history[0]:
             ax_l.plot(ep, [h["val_loss"] for h in p.history], ls="--", label=f"{p.label}: val")
-        ax_a.plot(ep, [100 * h["train_accuracy"] for h in p.history], marker=".",
-                  label=f"{p.label}: train")
+        if "train_accuracy" in p.history[0]:
+            ax_a.plot(ep, [100 * h["train_accuracy"] for h in p.history], marker=".",
+                      label=f"{p.label}: train")
         if "val_accuracy" in p.history[0]:
             ax_a.plot(ep, [100 * h["val_accuracy"] for h in p.history], ls="--",
                       label=f"{p.label}: val")

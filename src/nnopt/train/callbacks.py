@@ -112,8 +112,10 @@ class ProgressBar(Callback):
     def on_epoch_end(self, state: FitState) -> None:
         if self.bar is not None:
             last = state.last
-            if "val_accuracy" in last:
-                self.bar.set_postfix(loss=f"{last['train_loss']:.4f}",
-                                     val_acc=f"{last['val_accuracy']:.4f}")
+            shown = {k: f"{last[k]:.4f}" for k in ("val_accuracy", "knn_accuracy",
+                                                    "probe_accuracy", "test_accuracy")
+                     if k in last}
+            if shown:
+                self.bar.set_postfix(loss=f"{last['train_loss']:.4f}", **shown)
             self.bar.close()
             self.bar = None

@@ -213,7 +213,7 @@ def _fit(model: nn.Module, train: Split, config: TrainConfig, val: Split | None,
         start = time.perf_counter()
         loss_sum = torch.zeros(())
         correct = torch.zeros((), dtype=torch.long)
-        seen = 0
+        seen = scored = 0
         for b, idx in enumerate(batches(len(train), config.batch_size, gen)):
             x, y = x_all[idx], y_all[idx]
             out = task(model, x, y, index=idx)
@@ -230,15 +230,18 @@ def _fit(model: nn.Module, train: Split, config: TrainConfig, val: Split | None,
             sched.step()
             with torch.no_grad():
                 loss_sum += loss.detach() * len(y)
-                correct += (out["output"].argmax(1) == y).sum()
+                if "output" in out:  # self-supervised tasks have no class output
+                    correct += (out["output"].argmax(1) == y).sum()
+                    scored += len(y)
             seen += len(y)
             state.step += 1
             state.batch_loss = loss.item()
             for cb in cbs:
                 cb.on_batch_end(state)
         record = {"epoch": epoch + 1, "train_loss": loss_sum.item() / max(seen, 1),
-                  "train_accuracy": correct.item() / max(seen, 1),
                   "lr": opt.param_groups[0]["lr"], "train_seconds": time.perf_counter() - start}
+        if scored:
+            record["train_accuracy"] = correct.item() / scored
         if val is not None and len(val):
             v = evaluate(model, val, config.eval_batch_size)
             record.update(val_loss=v["loss"], val_accuracy=v["accuracy"])

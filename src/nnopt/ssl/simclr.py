@@ -1,0 +1,60 @@
+"""SimCLR (Chen et al. 2020): two augmented views of each image, a projection head, and the
+NT-Xent loss, which asks each view to pick its partner out of the 2N - 1 other views:
+
+    l(i, j) = -log( exp(sim(z_i, z_j) / t) / sum_{k != i} exp(sim(z_i, z_k) / t) )
+
+averaged over all 2N ordered positive pairs, sim being cosine similarity.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nnopt.ssl.augment import AugmentConfig, augment
+from nnopt.ssl.embedding import classifier, embed_batch
+from nnopt.train.task import TrainingTask
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    """NT-Xent of the paired rows of z1 and z2 (N, d)."""
+    n = len(z1)
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    sim = z @ z.T / temperature
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
+    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+    return F.cross_entropy(sim, partner)
+
+
+def mlp_head(dim_in: int, hidden: int, dim_out: int, bn_last: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Linear(dim_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+                               nn.Linear(hidden, dim_out)]
+    if bn_last:
+        layers.append(nn.BatchNorm1d(dim_out, affine=False))
+    return nn.Sequential(*layers)
+
+
+class SimclrTask(TrainingTask):
+    """Contrastive pre-training; the projection head trains alongside and is dropped after."""
+
+    def __init__(self, augment_cfg: AugmentConfig, temperature: float, proj_dim: int,
+                 seed: int) -> None:
+        self.aug, self.temperature, self.proj_dim = augment_cfg, temperature, proj_dim
+        self.gen = torch.Generator().manual_seed(seed)
+        self.head: nn.Module | None = None
+
+    def setup(self, model: nn.Module) -> list[nn.Module]:
+        d = classifier(model).in_features
+        self.head = mlp_head(d, max(d, self.proj_dim), self.proj_dim)
+        return [self.head]
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 index: torch.Tensor | None = None) -> dict[str, Any]:
+        assert self.head is not None, "setup() was not called"
+        self.head.train(model.training)
+        views = torch.cat([augment(x, self.aug, self.gen), augment(x, self.aug, self.gen)])
+        z = self.head(embed_batch(model, views))
+        return {"loss": nt_xent(z[:len(x)], z[len(x):], self.temperature)}

@@ -1,0 +1,151 @@
+"""Self-supervised learning: NT-Xent against its formula, augmentations (shapes, ranges,
+seeded), k-NN against a direct implementation, the linear probe, the collapse check, the
+labelled subset, and pretrain -> finetune in a recipe."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import tiny_raw
+from nnopt.recipe import resolve
+from nnopt.runner import run_recipe
+from nnopt.ssl.augment import AugmentConfig, augment
+from nnopt.ssl.embedding import (ProbeConfig, classifier, embed, embedding_std, knn_predict,
+                                 linear_probe)
+from nnopt.ssl.finetune import labelled_subset
+from nnopt.ssl.masked import patch_mask
+from nnopt.ssl.simclr import nt_xent
+from nnopt.ssl.simsiam import simsiam_loss
+
+
+def test_nt_xent_matches_the_paper_formula_by_hand():
+    z1 = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    z2 = torch.tensor([[1.0, 1.0], [-1.0, 1.0]])
+    t = 0.5
+    z = [v / v.norm() for v in [*z1, *z2]]  # views 0, 1 and their partners 2, 3
+    partner = {0: 2, 1: 3, 2: 0, 3: 1}
+    total = 0.0
+    for i in range(4):
+        den = sum(math.exp(float(z[i] @ z[k]) / t) for k in range(4) if k != i)
+        total += -math.log(math.exp(float(z[i] @ z[partner[i]]) / t) / den)
+    assert nt_xent(z1, z2, t).item() == pytest.approx(total / 4, rel=1e-6)
+
+
+def test_nt_xent_is_low_for_matching_views_and_high_for_swapped_ones():
+    z = torch.eye(8)
+    assert nt_xent(z, z, 0.1) < nt_xent(z, z.roll(1, 0), 0.1)
+
+
+def test_simsiam_loss_is_minus_one_for_aligned_predictions():
+    z = torch.randn(5, 4)
+    assert simsiam_loss(z, z, z, z).item() == pytest.approx(-1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(6, 1, 28, 28), (6, 3, 16, 12), (6, 1, 40)])
+def test_augment_keeps_shape_and_range_and_repeats_by_seed(shape):
+    x = torch.rand(shape) * 0.8 + 0.1
+    cfg = AugmentConfig(rotate=15, noise=0.1, erase=1.0)
+    a = augment(x, cfg, torch.Generator().manual_seed(3))
+    b = augment(x, cfg, torch.Generator().manual_seed(3))
+    c = augment(x, cfg, torch.Generator().manual_seed(4))
+    assert a.shape == x.shape
+    assert a.min() >= x.min() and a.max() <= x.max()
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_augment_with_everything_off_is_the_identity():
+    x = torch.rand(4, 1, 10, 10)
+    off = AugmentConfig(crop=None, flip=0, rotate=0, translate=0, jitter=0, noise=0, erase=0)
+    torch.testing.assert_close(augment(x, off, torch.Generator()), x, atol=1e-5, rtol=0)
+    flip = AugmentConfig(crop=None, flip=1, rotate=0, translate=0, jitter=0)
+    torch.testing.assert_close(augment(x, flip, torch.Generator()), x.flip(-1), atol=1e-5,
+                               rtol=0)
+    sig = torch.rand(3, 1, 40)
+    torch.testing.assert_close(augment(sig, flip, torch.Generator()), sig.flip(-1), atol=1e-5,
+                               rtol=0)
+
+
+def test_augment_rejects_flat_inputs():
+    with pytest.raises(ValueError, match="expects"):
+        augment(torch.rand(4, 10), AugmentConfig(), torch.Generator())
+
+
+def test_patch_mask_blanks_whole_patches():
+    m = patch_mask(torch.Size([3, 2, 8, 8]), 4, 0.5, torch.Generator().manual_seed(0))
+    assert m.shape == (3, 2, 8, 8)
+    blocks = m.unfold(2, 4, 4).unfold(3, 4, 4)  # (3, 2, 2, 2, 4, 4): each block constant
+    assert torch.equal(blocks.amax((-1, -2)), blocks.amin((-1, -2)))
+
+
+def test_knn_matches_a_direct_weighted_vote():
+    g = torch.Generator().manual_seed(0)
+    bank, labels = torch.randn(50, 6, generator=g), torch.randint(0, 3, (50,), generator=g)
+    query = torch.randn(7, 6, generator=g)
+    got = knn_predict(bank, labels, query, 3, k=5, temperature=0.1, chunk=3)
+    for i, q in enumerate(query):
+        sims = [float(q @ b / (q.norm() * b.norm())) for b in bank]
+        top = np.argsort(sims)[::-1][:5]
+        votes = np.zeros(3)
+        for j in top:
+            votes[labels[j]] += math.exp(sims[j] / 0.1)
+        assert got[i].item() == votes.argmax()
+
+
+def test_embedding_std_is_zero_when_collapsed_and_near_one_when_spread():
+    assert embedding_std(torch.ones(100, 16)) == pytest.approx(0.0, abs=1e-9)
+    spread = embedding_std(torch.randn(20000, 16, generator=torch.Generator().manual_seed(0)))
+    assert spread == pytest.approx(1.0, abs=0.05)
+
+
+def test_linear_probe_separates_separable_embeddings():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(60) % 3
+    z = torch.randn(60, 5, generator=g) * 0.3 + 3 * nn.functional.one_hot(y, 5).float() + 10
+    w, b = linear_probe(z, y, 3, ProbeConfig(epochs=200, lr=0.05))
+    assert ((z @ w.T + b).argmax(1) == y).all()
+
+
+def test_embedding_is_the_classifier_input():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    x = torch.randn(5, 1, 4)
+    assert classifier(net) is net[3]
+    torch.testing.assert_close(embed(net, x), net[:3](x))
+
+
+def test_labelled_subset_is_balanced_and_seeded():
+    y = torch.arange(1000) % 10
+    idx = labelled_subset(y, 60, 10, True, seed=1)
+    assert torch.bincount(y[idx], minlength=10).tolist() == [6] * 10
+    assert torch.equal(idx, labelled_subset(y, 60, 10, True, seed=1))
+    assert not torch.equal(idx, labelled_subset(y, 60, 10, True, seed=2))
+    assert len(labelled_subset(y, 33, 10, False, seed=0).unique()) == 33
+
+
+def test_pretrain_then_finetune_in_a_recipe(tmp_path):
+    raw = tiny_raw(model={"name": "cnn", "width": 4, "hidden": 16})
+    raw["evaluate"] = ["accuracy", "knn", "embedding_std"]
+    raw["stages"] = [
+        {"pretrain": {"train": {"epochs": 2, "batch_size": 32}, "proj_dim": 8,
+                      "monitor_labels": 40}},
+        {"finetune": {"labels": 20, "mode": "probe"}},
+        {"finetune": {"labels": 20, "train": {"epochs": 2, "batch_size": 8}},
+         "from": "pretrain"},
+        {"pretrain": {"method": "masked", "train": {"epochs": 1, "batch_size": 32},
+                      "decoder_hidden": 8}, "from": "input"}]
+    result = run_recipe(resolve(raw), tmp_path)
+    pre, probe, full, masked = result.stages
+    hist = pre.details["history"]
+    assert len(hist) == 2 and all("knn_accuracy" in h and "train_accuracy" not in h
+                                  for h in hist)
+    assert 0 < pre.metrics["embedding_std"] and 0 <= pre.metrics["knn_accuracy"] <= 1
+    # the probe changes only the classifier: the embedding (so k-NN) is the pre-trained one
+    assert probe.metrics["knn_accuracy"] == pre.metrics["knn_accuracy"]
+    assert probe.details["finetune"]["labels"] == 20
+    assert full.details["finetune"]["mode"] == "full"
+    assert masked.details["pretrain"]["method"] == "masked"
+    assert "Self-supervised" in (tmp_path / "report.md").read_text()
