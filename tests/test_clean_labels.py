@@ -4,7 +4,6 @@ step in a recipe with injected noise."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from conftest import tiny_raw

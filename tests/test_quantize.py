@@ -3,7 +3,6 @@ from __future__ import annotations
 import copy
 import math
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -21,7 +20,6 @@ from nnopt.compress.quantize.qat import apply_plan, plan, snap_for_deploy
 from nnopt.data import load_data
 from nnopt.models import build_model, load_model, save_model
 from nnopt.recipe import Target, resolve
-from nnopt.registry import MODELS
 from nnopt.train import TrainConfig, fit
 from nnopt.train.fit import predict
 

@@ -14,13 +14,13 @@ from torch import nn
 from conftest import tiny_raw
 from nnopt.recipe import resolve
 from nnopt.runner import run_recipe
-from nnopt.ssl.augment import AugmentConfig, augment
-from nnopt.ssl.embedding import (ProbeConfig, classifier, embed, embedding_std, knn_predict,
+from nnopt.learn.selfsup.augment import AugmentConfig, augment
+from nnopt.learn.selfsup.embedding import (ProbeConfig, classifier, embed, embedding_std, knn_predict,
                                  linear_probe)
-from nnopt.ssl.finetune import labelled_subset
-from nnopt.ssl.masked import patch_mask
-from nnopt.ssl.simclr import nt_xent
-from nnopt.ssl.simsiam import simsiam_loss
+from nnopt.learn.selfsup.finetune import labelled_subset
+from nnopt.learn.selfsup.masked import patch_mask
+from nnopt.learn.selfsup.simclr import nt_xent
+from nnopt.learn.selfsup.simsiam import simsiam_loss
 
 
 def test_nt_xent_matches_the_paper_formula_by_hand():

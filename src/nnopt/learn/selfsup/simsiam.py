@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnopt.ssl.augment import AugmentConfig, augment
-from nnopt.ssl.embedding import classifier, embed_batch
-from nnopt.ssl.simclr import mlp_head
+from nnopt.learn.selfsup.augment import AugmentConfig, augment
+from nnopt.learn.selfsup.embedding import classifier, embed_batch
+from nnopt.learn.selfsup.simclr import mlp_head
 from nnopt.train.task import TrainingTask
 
 

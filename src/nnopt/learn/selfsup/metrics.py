@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from nnopt.measure.base import Measurement, is_artifact
 from nnopt.registry import METRICS
-from nnopt.ssl.embedding import embed, embedding_std, knn_predict
+from nnopt.learn.selfsup.embedding import embed, embedding_std, knn_predict
 
 
 def _embeddable(m: Measurement) -> bool:

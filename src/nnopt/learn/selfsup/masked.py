@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnopt.ssl.embedding import classifier, embed_batch
+from nnopt.learn.selfsup.embedding import classifier, embed_batch
 from nnopt.train.task import TrainingTask
 
 

@@ -22,7 +22,7 @@ from nnopt.errors import NnoptError
 from nnopt.measure.base import is_artifact
 from nnopt.recipe import Strict
 from nnopt.registry import STEPS
-from nnopt.ssl.embedding import ProbeConfig, classifier, embed, linear_probe
+from nnopt.learn.selfsup.embedding import ProbeConfig, classifier, embed, linear_probe
 from nnopt.train.fit import TrainConfig, fit
 
 

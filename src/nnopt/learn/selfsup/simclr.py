@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnopt.ssl.augment import AugmentConfig, augment
-from nnopt.ssl.embedding import classifier, embed_batch
+from nnopt.learn.selfsup.augment import AugmentConfig, augment
+from nnopt.learn.selfsup.embedding import classifier, embed_batch
 from nnopt.train.task import TrainingTask
 
 

@@ -24,8 +24,8 @@ from nnopt.errors import NnoptError
 from nnopt.measure.base import is_artifact
 from nnopt.recipe import Strict
 from nnopt.registry import STEPS
-from nnopt.ssl.augment import AugmentConfig
-from nnopt.ssl.embedding import (ProbeConfig, classifier, embed, embedding_std, knn_predict,
+from nnopt.learn.selfsup.augment import AugmentConfig
+from nnopt.learn.selfsup.embedding import (ProbeConfig, classifier, embed, embedding_std, knn_predict,
                                  linear_probe)
 from nnopt.train.callbacks import Callback, FitState
 from nnopt.train.fit import TrainConfig, fit
@@ -56,14 +56,14 @@ class PretrainConfig(Strict):
 
 def make_task(cfg: PretrainConfig, input_shape: tuple[int, ...], seed: int) -> TrainingTask:
     if cfg.method == "simclr":
-        from nnopt.ssl.simclr import SimclrTask
+        from nnopt.learn.selfsup.simclr import SimclrTask
 
         return SimclrTask(cfg.augment, cfg.temperature, cfg.proj_dim, seed)
     if cfg.method == "simsiam":
-        from nnopt.ssl.simsiam import SimsiamTask
+        from nnopt.learn.selfsup.simsiam import SimsiamTask
 
         return SimsiamTask(cfg.augment, cfg.proj_dim, seed)
-    from nnopt.ssl.masked import MaskedTask
+    from nnopt.learn.selfsup.masked import MaskedTask
 
     return MaskedTask(input_shape, cfg.mask_ratio, cfg.patch, cfg.noise, cfg.decoder_hidden, seed)
 
