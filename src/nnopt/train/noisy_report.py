@@ -59,10 +59,11 @@ def noisy_labels_section(doc: Doc, labels: list[str], records: list[StageRecord]
                   [[lab, d["filter_by"], str(d["detection"]["flagged"]),
                     str(d["detection"]["corrupted"]), f"{d['detection']['precision']:.3f}",
                     f"{d['detection']['recall']:.3f}", str(d["kept"])] for lab, d in det])
-    curves = [(lab, s.details["history"]) for lab, s in zip(labels, records)
+    curves = [(f"{lab}: {(s.details.get('training') or {}).get('objective', '')}",
+               s.details["history"]) for lab, s in zip(labels, records)
               if s.details.get("history") and "noisy_fit" in s.details["history"][0]]
     if curves:
-        fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 3.8))
+        fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4))
         for lab, hist in curves:
             ep = [h["epoch"] for h in hist]
             line, = ax_t.plot(ep, [100 * h["test_accuracy"] for h in hist], label=lab)
@@ -74,7 +75,7 @@ def noisy_labels_section(doc: Doc, labels: list[str], records: list[StageRecord]
         for ax in (ax_t, ax_m):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
-        ax_t.legend(fontsize=7)
+        ax_m.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
         fig.tight_layout()
         doc.figure(_save(fig, figs / "noisy_labels.png"), "Per epoch: clean test accuracy "
                    "(recorded, never used to select) and the fit to the noisy training labels; "
