@@ -9,18 +9,24 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_raw
 from torch import nn
 
-from conftest import tiny_raw
-from nnopt.recipe import resolve
-from nnopt.runner import run_recipe
 from nnopt.learn.selfsup.augment import AugmentConfig, augment
-from nnopt.learn.selfsup.embedding import (ProbeConfig, classifier, embed, embedding_std, knn_predict,
-                                 linear_probe)
+from nnopt.learn.selfsup.embedding import (
+    ProbeConfig,
+    classifier,
+    embed,
+    embedding_std,
+    knn_predict,
+    linear_probe,
+)
 from nnopt.learn.selfsup.finetune import labelled_subset
 from nnopt.learn.selfsup.masked import patch_mask
 from nnopt.learn.selfsup.simclr import nt_xent
 from nnopt.learn.selfsup.simsiam import simsiam_loss
+from nnopt.recipe import resolve
+from nnopt.runner import run_recipe
 
 
 def test_nt_xent_matches_the_paper_formula_by_hand():

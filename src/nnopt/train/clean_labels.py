@@ -56,8 +56,8 @@ def out_of_sample_probs(model: nn.Module, split: Split, cfg: CleanLabelsConfig, 
         rest = torch.cat([f for j, f in enumerate(folds) if j != k])
         fold_model = fresh_model(model, ctx.seed + 100 + k, "clean_labels")
         fit(fold_model, split.take(rest), config=cfg.fold_train, val=ctx.data.val,
-            callbacks=ctx.callbacks(fold_model, monitor=False), stage=f"{ctx.stage} fold {k + 1}",
-            seed=ctx.seed + 100 + k)
+            callbacks=ctx.callbacks(fold_model, monitor=False),
+            stage=f"{ctx.stage} fold {k + 1}", seed=ctx.seed + 100 + k)
         probs[held] = predict(fold_model, split.x[held]).double().softmax(1)
         ctx.log.info("%s: fold %d/%d done", ctx.stage, k + 1, cfg.folds)
     return probs.numpy()

@@ -48,8 +48,8 @@ def noisy_labels_section(doc: Doc, labels: list[str], records: list[StageRecord]
           "accuracy against the given labels, 'memorised' the share of the corrupted training "
           "labels the model reproduces (both at the last epoch, eval mode). The test split was "
           "never used to select anything.")
-    doc.table(["stage", "objective", "selected epoch", "selected test acc", "last epoch", "last test acc",
-               "last ECE", "last NLL", "fits noisy labels", "memorised"], rows)
+    doc.table(["stage", "objective", "selected epoch", "selected test acc", "last epoch",
+               "last test acc", "last ECE", "last NLL", "fits noisy labels", "memorised"], rows)
     det = [(lab, s.details["clean_labels"]) for lab, s in zip(labels, records)
            if (s.details.get("clean_labels") or {}).get("detection")]
     if det:

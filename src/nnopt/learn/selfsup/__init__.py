@@ -1,5 +1,4 @@
 """Self-supervised pre-training (SimCLR, SimSiam, masked/denoising auto-encoding) and learning
 from few labels (linear probe, fine-tuning), with the embedding metrics (k-NN, collapse)."""
 
-from nnopt.learn.selfsup import (  # noqa: F401  (registration)
-    finetune, metrics, pretrain, report)
+from nnopt.learn.selfsup import finetune, metrics, pretrain, report  # noqa: F401  (registration)

@@ -19,10 +19,10 @@ from torch import nn
 
 from nnopt.context import RunContext
 from nnopt.errors import NnoptError
+from nnopt.learn.selfsup.embedding import ProbeConfig, classifier, embed, linear_probe
 from nnopt.measure.base import is_artifact
 from nnopt.recipe import Strict
 from nnopt.registry import STEPS
-from nnopt.learn.selfsup.embedding import ProbeConfig, classifier, embed, linear_probe
 from nnopt.train.fit import TrainConfig, fit
 
 

@@ -18,7 +18,7 @@ from nnopt.train.task import TrainingTask
 
 
 def patch_mask(shape: torch.Size, patch: int, ratio: float, g: torch.Generator) -> torch.Tensor:
-    """1 where the input is blanked: whole patches (patch x patch, or patch samples), per example."""
+    """1 where the input is blanked: whole patches (patch x patch, or patch samples) per example."""
     n, sizes = shape[0], shape[2:]
     grid = [math.ceil(s / patch) for s in sizes]
     m = (torch.rand(n, 1, *grid, generator=g) < ratio).float()

@@ -4,9 +4,9 @@ split with the whole labelled training split as memory bank, k = 200, cosine) an
 
 from __future__ import annotations
 
+from nnopt.learn.selfsup.embedding import embed, embedding_std, knn_predict
 from nnopt.measure.base import Measurement, is_artifact
 from nnopt.registry import METRICS
-from nnopt.learn.selfsup.embedding import embed, embedding_std, knn_predict
 
 
 def _embeddable(m: Measurement) -> bool:

@@ -21,12 +21,12 @@ from torch import nn
 from nnopt.context import RunContext
 from nnopt.data.base import Split
 from nnopt.errors import NnoptError
+from nnopt.learn.selfsup.augment import AugmentConfig
+from nnopt.learn.selfsup.embedding import (ProbeConfig, classifier, embed, embedding_std,
+                                           knn_predict, linear_probe)
 from nnopt.measure.base import is_artifact
 from nnopt.recipe import Strict
 from nnopt.registry import STEPS
-from nnopt.learn.selfsup.augment import AugmentConfig
-from nnopt.learn.selfsup.embedding import (ProbeConfig, classifier, embed, embedding_std, knn_predict,
-                                 linear_probe)
 from nnopt.train.callbacks import Callback, FitState
 from nnopt.train.fit import TrainConfig, fit
 from nnopt.train.task import TrainingTask
