@@ -42,6 +42,13 @@ class Measurement:
 
         return predict(self.model, self.data.test.x)
 
+    @cached_property
+    def embedding(self) -> torch.Tensor:
+        """Test-split embeddings (the classifier's input), computed once for every metric."""
+        from nnopt.learn.selfsup.embedding import embed
+
+        return embed(self.model, self.data.test.x)
+
     @property
     def labels(self) -> torch.Tensor:
         return self.data.test.y

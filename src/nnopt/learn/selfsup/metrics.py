@@ -19,8 +19,7 @@ def knn(m: Measurement) -> dict[str, float]:
     if not _embeddable(m):
         return {}
     train = m.data.train
-    pred = knn_predict(embed(m.model, train.x), train.y, embed(m.model, m.data.test.x),
-                       m.data.num_classes)
+    pred = knn_predict(embed(m.model, train.x), train.y, m.embedding, m.data.num_classes)
     return {"knn_accuracy": (pred == m.labels).double().mean().item()}
 
 
@@ -32,7 +31,7 @@ def embedding_std_metric(m: Measurement) -> dict[str, float]:
         return {}
     import torch
 
-    z = embed(m.model, m.data.test.x).double()
+    z = m.embedding.double()
     n = min(len(z), 1000)
     zc = z[:n] - z[:n].mean(0)
     _, _, v = torch.linalg.svd(zc, full_matrices=False)
