@@ -116,6 +116,16 @@ def test_linear_probe_separates_separable_embeddings():
     assert ((z @ w.T + b).argmax(1) == y).all()
 
 
+def test_linear_probe_ignores_dimensions_constant_on_the_labelled_set():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(40) % 2
+    z = torch.stack([y.float() + 0.1 * torch.randn(40, generator=g), torch.zeros(40)], 1)
+    w, b = linear_probe(z, y, 2, ProbeConfig(epochs=100, lr=0.05))
+    assert torch.equal(w[:, 1], torch.zeros(2))
+    new = torch.tensor([[0.0, 1e6], [1.0, -1e6]])  # the dead unit fires on new inputs
+    assert (new @ w.T + b).argmax(1).tolist() == [0, 1]
+
+
 def test_embedding_is_the_classifier_input():
     net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
     x = torch.randn(5, 1, 4)

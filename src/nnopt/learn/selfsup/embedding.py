@@ -93,10 +93,15 @@ class ProbeConfig(Strict):
 
 def linear_probe(z: torch.Tensor, y: torch.Tensor, classes: int, cfg: ProbeConfig,
                  seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weight, bias) of a linear classifier of raw embeddings (the standardisation folded in)."""
+    """(weight, bias) of a linear classifier of raw embeddings (the standardisation folded in).
+
+    A dimension constant on the labelled examples (e.g. a unit that never fires on them) says
+    nothing about their classes: its weight is zero, so that it cannot blow up on new inputs."""
     z = z.float()
-    mean, std = z.mean(0), z.std(0).clamp_min(1e-6)
-    zs = (z - mean) / std
+    mean, std = z.mean(0), z.std(0)
+    live = std > 1e-4 * std.max().clamp_min(1e-12)
+    std = torch.where(live, std, torch.ones_like(std))
+    zs = (z - mean) / std * live
     gen = torch.Generator().manual_seed(seed)
     w = (torch.randn(classes, z.shape[1], generator=gen) * 0.01).requires_grad_()
     b = torch.zeros(classes, requires_grad=True)
@@ -106,5 +111,5 @@ def linear_probe(z: torch.Tensor, y: torch.Tensor, classes: int, cfg: ProbeConfi
             opt.zero_grad()
             F.cross_entropy(zs @ w.T + b, y).backward()
             opt.step()
-    w, b = w.detach(), b.detach()
-    return w / std, b - (w / std) @ mean
+    w = w.detach() * live
+    return w / std, b.detach() - (w / std) @ mean
