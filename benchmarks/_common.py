@@ -38,3 +38,15 @@ def side_by_side(models: dict[str, Any], data: Any, targets: list[Target], round
                 for k in models:
                     times[t.name][k].append(measure_target(meas[k], t)["median_ms"])
     return {t: {k: statistics.median(v) for k, v in per.items()} for t, per in times.items()}
+
+
+class Checks:
+    """A benchmark's acceptance checks: one PASS/FAIL line each; ``failures`` collects the rest."""
+
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+
+    def __call__(self, ok: bool, text: str) -> None:
+        print(("PASS " if ok else "FAIL ") + text)
+        if not ok:
+            self.failures.append(text)

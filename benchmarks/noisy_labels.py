@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from _common import finished_run
+from _common import Checks, finished_run
 from nnopt.fileio import atomic_write_text
 from nnopt.report import Report, StageRecord
 
@@ -106,12 +106,7 @@ def main() -> int:
                 d = r["detection"]
                 print(f"\n{k}, {m}: flagged {d['flagged']} of {d['corrupted']} corrupted, "
                       f"precision {d['precision']:.3f}, recall {d['recall']:.3f}")
-    failures = []
-
-    def check(ok: bool, text: str) -> None:
-        print(("PASS " if ok else "FAIL ") + text)
-        if not ok:
-            failures.append(text)
+    check = Checks()
 
     print()
     ce, clean = table["sym-40"]["cross-entropy"], table["clean"]["cross-entropy"]["last"]
@@ -126,7 +121,7 @@ def main() -> int:
     best, acc = max(((m, r["last"]) for m, r in table["asym-40"].items()), key=lambda t: t[1])
     check(acc - ce_a >= 0.03, f"asym-40: best method '{best}' {100 * acc:.2f}% vs "
           f"cross-entropy {100 * ce_a:.2f}% (+{100 * (acc - ce_a):.2f})")
-    return 1 if failures else 0
+    return 1 if check.failures else 0
 
 
 if __name__ == "__main__":

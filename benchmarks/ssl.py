@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from _common import finished_run
+from _common import Checks, finished_run
 from nnopt.fileio import atomic_write_text
 
 RECIPE = Path("recipes/ssl.yaml")
@@ -67,12 +67,7 @@ def main() -> int:
     for (labels, route), accs in table.items():
         print(f"| {labels} | {route} | " + ", ".join(f"{100 * a:.2f}" for a in accs)
               + f" | {100 * statistics.mean(accs):.2f} |")
-    failures = []
-
-    def check(ok: bool, text: str) -> None:
-        print(("PASS " if ok else "FAIL ") + text)
-        if not ok:
-            failures.append(text)
+    check = Checks()
 
     print()
     scratch = statistics.mean(table[(600, "supervised from scratch")])
@@ -83,7 +78,7 @@ def main() -> int:
           f"(+{100 * (best - scratch):.2f} points)")
     check(knn is not None and knn >= 0.80, f"k-NN accuracy of the pre-trained encoder, full "
           f"label set as bank: {100 * (knn or 0):.2f}%")
-    return 1 if failures else 0
+    return 1 if check.failures else 0
 
 
 if __name__ == "__main__":
