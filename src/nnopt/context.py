@@ -22,6 +22,7 @@ class RunContext:
     data: DataSplits
     out_dir: Path
     seed: int = 0
+    final_dir: Path | None = None  # where out_dir is moved when the run succeeds
     progress: bool = False
     stage: str = ""
     models: dict[str, nn.Module] = field(default_factory=dict)

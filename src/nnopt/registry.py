@@ -90,6 +90,7 @@ def _load_builtins() -> None:
     import nnopt.data  # noqa: F401
     import nnopt.measure  # noqa: F401
     import nnopt.models  # noqa: F401
+    import nnopt.search  # noqa: F401
     import nnopt.learn  # noqa: F401
     import nnopt.train  # noqa: F401
     import nnopt.trust  # noqa: F401

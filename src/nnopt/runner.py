@@ -63,7 +63,7 @@ def run_recipe(resolved: ResolvedRecipe, out_dir: str | Path, *, progress: bool 
     recipe = resolved.recipe
     with StagedFolder(out_dir, RESULTS) as staging:
         ctx = RunContext(recipe=resolved, data=data, out_dir=staging, seed=recipe.seed,
-                         progress=progress)
+                         progress=progress, final_dir=Path(out_dir))
         records: list[StageRecord] = []
         stages = resolved.stages or []
         if not stages:

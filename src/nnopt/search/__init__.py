@@ -1,1 +1,4 @@
-"""Search and sweeps: executors (local now, distributed later) and grid sweeps."""
+"""Search and sweeps: architecture search (spaces, strategies, trials, the ``nas`` step),
+executors (in-process and Ray) and grid sweeps."""
+
+from nnopt.search import nas, report  # noqa: F401  (registration)

@@ -1,0 +1,230 @@
+"""The ``nas`` step: hardware-aware neural architecture search over a macro space. Each trial
+trains an architecture on a proxy budget and measures its objectives (validation accuracy,
+latency measured on a recipe target, size, ECE, ...); the strategy proposes the next ones; the
+architecture picked from the Pareto front is retrained on the full training split and becomes
+the stage's model, so compression stages can follow it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from torch import nn
+
+from nnopt.context import RunContext
+from nnopt.errors import NnoptError
+from nnopt.recipe import Strict
+from nnopt.registry import STEPS
+from nnopt.search.executors import get_executor
+from nnopt.search.pareto import pareto_front
+from nnopt.search.space import MacroSpace
+from nnopt.search.strategies import STRATEGIES, make_strategy
+from nnopt.search.trial import (TrialJob, TrialResult, TrialStore, direction, evaluate_trial,
+                                metric_for, share_data)
+from nnopt.train.fit import TrainConfig, fit
+
+
+class ProxyConfig(Strict):
+    """The cheap training that ranks architectures during the search."""
+
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=1, select_best=False))
+    limit: int | None = Field(10_000, ge=1, description="training examples per trial "
+                              "(a seeded subset; null: all)")
+
+
+class NasConfig(Strict):
+    """What to search, how, against which objectives, and how to retrain the pick."""
+
+    space: MacroSpace = Field(default_factory=MacroSpace)
+    strategy: str = Field("random", description="random, evolution (regularized), tpe (one "
+                          "objective) or nsga2 (several)")
+    trials: int = Field(20, ge=1, description="architectures evaluated (the budget, with proxy)")
+    objectives: list[str] = Field(default_factory=lambda: ["accuracy"], min_length=1,
+                                  description="metrics judged on the validation split and the "
+                                  "targets: accuracy, latency_ms/<target>, params, size_bytes, "
+                                  "macs, ece, ... (accuracies maximised, the rest minimised)")
+    constraints: dict[str, float] = Field(default_factory=dict, description="metric -> upper "
+                                          "bound (lower bound for accuracies) the pick must meet")
+    proxy: ProxyConfig = Field(default_factory=ProxyConfig)
+    population: int = Field(10, ge=2, description="evolution: population; nsga2: generation "
+                            "size; tpe: random start-up trials")
+    sample: int = Field(3, ge=1, description="evolution: tournament size")
+    executor: Literal["local", "ray"] = Field("local", description="where trials run")
+    workers: int = Field(1, ge=1, description="trials run at once (asked and told in batches)")
+    ray_address: str | None = Field(None, description="ray: a running cluster's address "
+                                    "(default: start a local instance)")
+    store: str | None = Field(None, description="folder of the trial store (default: "
+                              "<out>.trials/<stage> beside the run folder)")
+    resume: bool = Field(True, description="reuse stored trials of the same search")
+    retrain: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=5),
+                                 description="full training of the picked architecture")
+
+    @field_validator("strategy")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in STRATEGIES:
+            from nnopt.errors import unknown_choice
+
+            raise ValueError(unknown_choice("search strategy", v, STRATEGIES))
+        return v
+
+
+def losses(metrics: dict[str, float], objectives: list[str]) -> list[float] | None:
+    """Objective values signed for minimisation; None when one was not measured."""
+    if any(o not in metrics for o in objectives):
+        return None
+    return [-metrics[o] if direction(o) == "max" else metrics[o] for o in objectives]
+
+
+def meets(metrics: dict[str, float], constraints: dict[str, float]) -> bool:
+    return all(k in metrics and (metrics[k] >= v if direction(k) == "max" else metrics[k] <= v)
+               for k, v in constraints.items())
+
+
+def pick(results: list[TrialResult], cfg: NasConfig) -> tuple[list[int], TrialResult]:
+    """The Pareto front (trial numbers) and the picked trial: the front's best first
+    objective among the trials that meet the constraints."""
+    ok = [r for r in results if losses(r.metrics, cfg.objectives) is not None]
+    if not ok:
+        reasons = sorted({r.error or "objective not measured" for r in results})
+        raise NnoptError("every search trial failed: " + "; ".join(reasons[:3]))
+    points = [losses(r.metrics, cfg.objectives) for r in ok]
+    front = [ok[i].number for i in pareto_front(points)]  # type: ignore[arg-type]
+    fit_ = [r for r in ok if meets(r.metrics, cfg.constraints)]
+    if not fit_:
+        raise NnoptError(f"no trial meets the constraints {cfg.constraints}; the best values "
+                         "found: " + ", ".join(
+                             f"{k} {min(r.metrics.get(k, float('inf')) for r in ok):.4g}"
+                             if direction(k) == "min" else
+                             f"{k} {max(r.metrics.get(k, float('-inf')) for r in ok):.4g}"
+                             for k in cfg.constraints))
+    cands = [r for r in fit_ if r.number in front] or fit_
+    best = min(cands, key=lambda r: losses(r.metrics, cfg.objectives))  # type: ignore[arg-type]
+    return front, best
+
+
+def _settings(cfg: NasConfig, ctx: RunContext) -> dict[str, Any]:
+    keep = cfg.model_dump(mode="json", include={"space", "strategy", "objectives", "proxy",
+                                                  "population", "sample", "workers"})
+    return {**keep, "data": ctx.recipe.data.model_dump(mode="json"), "seed": ctx.seed,
+            "targets": [t.model_dump(mode="json") for t in ctx.targets]}
+
+
+def run_search(cfg: NasConfig, ctx: RunContext, store: Path | None,
+               progress: Any = None) -> list[TrialResult]:
+    """Evaluate ``cfg.trials`` architectures (resuming from ``store``); results by number."""
+    for o in [*cfg.objectives, *cfg.constraints]:
+        if o.startswith("latency_ms/") and o.split("/", 1)[1] not in {t.name for t in
+                                                                        ctx.targets}:
+            raise NnoptError(f"objective {o}: no recipe target named "
+                             f"'{o.split('/', 1)[1]}'; targets: "
+                             + ", ".join(t.name for t in ctx.targets))
+    names = sorted({metric_for(o) for o in [*cfg.objectives, *cfg.constraints]})
+    strategy = make_strategy(cfg.strategy, cfg.space, len(cfg.objectives), ctx.seed,
+                             {"population": cfg.population, "sample": cfg.sample}, store)
+    tstore = TrialStore(store, _settings(cfg, ctx)) if store is not None else None
+    done = tstore.load() if tstore is not None and cfg.resume else []
+    done = [r for r in done if r.number < cfg.trials]
+    for r in done:  # replay: the strategy's state as it was after these trials
+        strategy.ask()
+        strategy.tell(r.arch, losses(r.metrics, cfg.objectives))
+    if tstore is not None:
+        tstore.start(done)
+    data_cfg = ctx.recipe.data.model_dump(mode="json")
+    share_data(data_cfg, ctx.data)
+    options = {k: v.model_dump(mode="json") for k, v in ctx.recipe.metric_options.items()
+               if k in names}
+    executor = get_executor(cfg.executor, **({"address": cfg.ray_address}
+                                             if cfg.executor == "ray" else {}))
+    results = list(done)
+    if progress is not None:
+        progress(len(results), cfg.trials)
+    while len(results) < cfg.trials:
+        batch = min(cfg.workers, cfg.trials - len(results))
+        jobs = [TrialJob(number=len(results) + i, arch=strategy.ask(), family=cfg.space.family,
+                         fixed=dict(cfg.space.fixed), data=data_cfg,
+                         proxy=cfg.proxy.train.model_dump(mode="json"),
+                         proxy_limit=cfg.proxy.limit, metrics=names,
+                         targets=[t.model_dump(mode="json") for t in ctx.targets],
+                         seed=ctx.seed, metric_options=options) for i in range(batch)]
+        finished: list[TrialResult | None] = [None] * batch
+        for i, res in executor.map(evaluate_trial, jobs):
+            finished[i] = res
+            if tstore is not None:
+                tstore.append(res)
+        for res in finished:  # told in trial order, whatever order they finished in
+            assert res is not None
+            strategy.tell(res.arch, losses(res.metrics, cfg.objectives))
+            results.append(res)
+        if progress is not None:
+            progress(len(results), cfg.trials)
+    return results
+
+
+def _store(cfg: NasConfig, ctx: RunContext) -> Path | None:
+    if cfg.store is not None:
+        return Path(cfg.store)
+    if ctx.final_dir is None:
+        return None
+    final = Path(ctx.final_dir)
+    return final.with_name(final.name + ".trials") / ctx.stage
+
+
+@STEPS.register("nas", config=NasConfig,
+                tiny={"space": {"family": "cnn", "choices": {"width": [2, 4], "depth": [1, 2]},
+                                "fixed": {"hidden": 0}},
+                      "trials": 2, "proxy": {"train": {"epochs": 1, "batch_size": 16,
+                                                       "select_best": False}, "limit": 64},
+                      "retrain": {"epochs": 1, "batch_size": 16}})
+def nas(model: nn.Module, cfg: NasConfig, ctx: RunContext) -> nn.Module:
+    """Search architectures of a model family for the objectives; retrain the pick."""
+    from nnopt.models import build_model
+
+    store = _store(cfg, ctx)
+    bar = _bar(ctx, cfg.trials)
+    try:
+        results = run_search(cfg, ctx, store, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    front, best = pick(results, cfg)
+    out = build_model(cfg.space.config(best.arch), ctx.data.input_shape, ctx.data.num_classes,
+                      ctx.data.mean, ctx.data.std)
+    state = fit(out, ctx.data.train, config=cfg.retrain, val=ctx.data.val,
+                callbacks=ctx.callbacks(out), stage=ctx.stage, seed=ctx.seed)
+    ctx.record("history", state.history)
+    ctx.record("training", state.notes)
+    failed = [r for r in results if r.error]
+    if failed:
+        ctx.warn(f"{len(failed)} of {len(results)} trials failed, e.g. trial "
+                 f"{failed[0].number}: {failed[0].error}")
+    ctx.record("search", {
+        "strategy": cfg.strategy, "objectives": cfg.objectives,
+        "directions": [direction(o) for o in cfg.objectives], "constraints": cfg.constraints,
+        "budget": {"trials": cfg.trials, "proxy_epochs": cfg.proxy.train.epochs,
+                   "proxy_examples": cfg.proxy.limit},
+        "space": cfg.space.model_dump(mode="json"), "space_size": cfg.space.size,
+        "executor": cfg.executor, "workers": cfg.workers,
+        "store": str(store) if store is not None else None,
+        "trials": [{"number": r.number, "arch": r.arch, "metrics": r.metrics,
+                    "seconds": round(r.seconds, 3), "seed": r.seed, "error": r.error,
+                    "host": r.environment.get("host")} for r in results],
+        "front": front, "picked": best.number, "picked_arch": best.arch})
+    return out
+
+
+def _bar(ctx: RunContext, total: int) -> Any:
+    if not ctx.progress:
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=f"{ctx.stage} trials", leave=False)
+
+    def update(done: int, _total: int) -> None:
+        bar.n = done
+        bar.refresh()
+
+    update.close = bar.close  # type: ignore[attr-defined]
+    return update

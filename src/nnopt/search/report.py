@@ -1,0 +1,105 @@
+"""Report section for architecture searches: the budget, the Pareto front (table and figure,
+the picked architecture marked) and the trial history with the best value so far."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+
+from nnopt.report.model import StageRecord
+from nnopt.report.plots import _save
+from nnopt.report.render import Doc, fmt, register_section
+
+
+def _value(name: str, v: float | None) -> float | None:
+    if v is None:
+        return None
+    return 100 * v if "accuracy" in name else v
+
+
+def _label(name: str) -> str:
+    return f"validation {name} (%)" if "accuracy" in name else name
+
+
+def _front_figure(doc: Doc, lab: str, s: dict[str, Any], figs: Path) -> None:
+    (oy, ox), trials = s["objectives"][:2], [t for t in s["trials"] if not t["error"]]
+    pts = [(t["metrics"].get(ox), t["metrics"].get(oy), t["number"]) for t in trials]
+    pts = [p for p in pts if p[0] is not None and p[1] is not None]
+    if not pts:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter([p[0] for p in pts], [_value(oy, p[1]) for p in pts], s=18, color="tab:gray",
+               alpha=0.7, label="trial", zorder=2)
+    front = sorted((p for p in pts if p[2] in s["front"]), key=lambda p: p[0])
+    ax.plot([p[0] for p in front], [_value(oy, p[1]) for p in front], marker="o",
+            color="tab:red", drawstyle="steps-post" if s["directions"][0] == "max" else None,
+            label="Pareto front", zorder=3)
+    pick = next(p for p in pts if p[2] == s["picked"]) if any(
+        p[2] == s["picked"] for p in pts) else None
+    if pick:
+        ax.scatter([pick[0]], [_value(oy, pick[1])], marker="*", s=220, color="gold",
+                   edgecolor="black", label=f"picked (trial {pick[2]})", zorder=4)
+    ax.set(xlabel=_label(ox), ylabel=_label(oy), title=f"{lab}: {s['strategy']}, "
+           f"{len(s['trials'])} trials")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    doc.figure(_save(fig, figs / f"search_front_{lab}.png"), f"{lab}: every trial's objectives "
+               "(validation split, proxy training), the Pareto front and the picked "
+               "architecture")
+
+
+def _history_figure(doc: Doc, lab: str, s: dict[str, Any], figs: Path) -> None:
+    o, sign = s["objectives"][0], 1 if s["directions"][0] == "max" else -1
+    xs, ys, best, run = [], [], [], None
+    for t in s["trials"]:
+        v = t["metrics"].get(o)
+        if v is None:
+            continue
+        run = v if run is None or sign * v > sign * run else run
+        xs.append(t["number"])
+        ys.append(_value(o, v))
+        best.append(_value(o, run))
+    if not xs:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.scatter(xs, ys, s=14, color="tab:gray", label="trial")
+    ax.plot(xs, best, color="tab:blue", drawstyle="steps-post", label="best so far")
+    ax.set(xlabel="trial", ylabel=_label(o), title=f"{lab}: search history")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    doc.figure(_save(fig, figs / f"search_history_{lab}.png"), f"{lab}: the first objective per "
+               "trial, in the order the strategy proposed them")
+
+
+@register_section
+def search_section(doc: Doc, labels: list[str], records: list[StageRecord], figs: Path) -> None:
+    found = [(lab, r.details["search"]) for lab, r in zip(labels, records)
+             if r.details.get("search")]
+    if not found:
+        return
+    doc.h2("Architecture search")
+    for lab, s in found:
+        b = s["budget"]
+        failed = sum(1 for t in s["trials"] if t["error"])
+        doc.p(f"Stage {lab}: {s['strategy']} over a {s['space']['family']} space of "
+              f"{s['space_size']} architectures; budget {b['trials']} trials x "
+              f"{b['proxy_epochs']} proxy epoch(s) on {b['proxy_examples'] or 'all'} training "
+              f"examples; {s['executor']} executor, {s['workers']} worker(s); {failed} failed. "
+              "Objectives (" + ", ".join(f"{o} {d}" for o, d in zip(s["objectives"],
+                                                                  s["directions"]))
+              + ") are measured on the validation split after the proxy training, latency on "
+              "the recipe's targets. The picked architecture (trial "
+              f"{s['picked']}: {s['picked_arch']}) was retrained; this stage's metrics are "
+              "that model's, on the test split.")
+        names = list(dict.fromkeys([*s["objectives"], *s["constraints"]]))
+        rows = [[str(t["number"]) + (" (picked)" if t["number"] == s["picked"] else ""),
+                 ", ".join(f"{k}={v}" for k, v in t["arch"].items()),
+                 *[fmt(n, t["metrics"].get(n)) for n in names], f"{t['seconds']:.1f}"]
+                for t in sorted(s["trials"], key=lambda t: t["number"])
+                if t["number"] in s["front"]]
+        doc.table(["trial", "architecture", *names, "trial seconds"], rows)
+        if len(s["objectives"]) >= 2:
+            _front_figure(doc, lab, s, figs)
+        _history_figure(doc, lab, s, figs)
