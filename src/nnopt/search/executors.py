@@ -1,7 +1,7 @@
 """Executors run independent jobs (sweep variants, search trials) behind one interface.
 
 A job is a plain, picklable function plus a picklable argument, so an executor that ships jobs
-to other processes or machines (Ray, in a later issue) fits the same interface.
+to other processes or machines (Ray) fits the same interface.
 """
 
 from __future__ import annotations
@@ -33,7 +33,13 @@ class LocalExecutor:
             yield i, fn(job)
 
 
-EXECUTORS: dict[str, Callable[..., Any]] = {"local": LocalExecutor}
+def _ray(**options: Any) -> Executor:
+    from nnopt.search.ray_executor import RayExecutor
+
+    return RayExecutor(**options)
+
+
+EXECUTORS: dict[str, Callable[..., Any]] = {"local": LocalExecutor, "ray": _ray}
 
 
 def get_executor(name: str, **options: Any) -> Executor:

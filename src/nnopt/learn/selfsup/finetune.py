@@ -19,11 +19,13 @@ from torch import nn
 
 from nnopt.context import RunContext
 from nnopt.errors import NnoptError
+from nnopt.learn.selfsup.augment import AugmentConfig, augment
 from nnopt.learn.selfsup.embedding import ProbeConfig, classifier, embed, linear_probe
 from nnopt.measure.base import is_artifact
 from nnopt.recipe import Strict
 from nnopt.registry import STEPS
 from nnopt.train.fit import TrainConfig, fit
+from nnopt.train.task import ClassificationTask
 
 
 class FinetuneConfig(Strict):
@@ -39,6 +41,20 @@ class FinetuneConfig(Strict):
     probe: ProbeConfig = Field(default_factory=ProbeConfig, description="probe mode")
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=30, select_best=False),
                                description="full mode (last epoch kept: no validation)")
+    augment: AugmentConfig | None = Field(None, description="full mode: a random view of "
+                                          "each labelled example per step (off if unset)")
+
+
+class AugmentedTask(ClassificationTask):
+    """Cross-entropy on a fresh seeded augmentation of every batch."""
+
+    def __init__(self, cfg: AugmentConfig, seed: int) -> None:
+        super().__init__()
+        self.aug, self.gen = cfg, torch.Generator().manual_seed(seed)
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 index: torch.Tensor | None = None) -> dict[str, object]:
+        return super().__call__(model, augment(x, self.aug, self.gen), y, index)
 
 
 def labelled_subset(y: torch.Tensor, count: int, classes: int, balanced: bool, seed: int
@@ -85,11 +101,13 @@ def finetune(model: nn.Module, cfg: FinetuneConfig, ctx: RunContext) -> nn.Modul
             head.bias.copy_(b)
         info["probe"] = cfg.probe.model_dump()
     else:
-        state = fit(out, subset, config=cfg.train, callbacks=ctx.callbacks(out),
+        task = AugmentedTask(cfg.augment, seed) if cfg.augment is not None else None
+        state = fit(out, subset, config=cfg.train, task=task, callbacks=ctx.callbacks(out),
                     stage=ctx.stage, seed=ctx.seed)
         ctx.record("history", state.history)
         ctx.record("training", state.notes)
         info["train"] = {"epochs": cfg.train.epochs, "lr": cfg.train.lr,
-                         "batch_size": cfg.train.batch_size}
+                         "batch_size": cfg.train.batch_size,
+                         "augment": cfg.augment.model_dump() if cfg.augment else None}
     ctx.record("finetune", info)
     return out

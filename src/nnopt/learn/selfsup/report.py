@@ -24,7 +24,8 @@ def protocol(s: StageRecord) -> str:
         what = (f"linear probe (lr {fine['probe']['lr']:g}, {fine['probe']['epochs']} steps)"
                 if fine["mode"] == "probe" else
                 f"full fine-tuning ({fine['train']['epochs']} epochs, lr "
-                f"{fine['train']['lr']:g})")
+                f"{fine['train']['lr']:g}"
+                + (", augmented views" if fine["train"].get("augment") else "") + ")")
         start = ("supervised from scratch: " if s.details.get("from") == "input" else "")
         return f"{start}{what} on {fine['labels']} labels (seed {fine['label_seed']})"
     return ""
