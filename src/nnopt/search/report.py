@@ -103,3 +103,46 @@ def search_section(doc: Doc, labels: list[str], records: list[StageRecord], figs
         if len(s["objectives"]) >= 2:
             _front_figure(doc, lab, s, figs)
         _history_figure(doc, lab, s, figs)
+
+
+def _alpha_figure(doc: Doc, lab: str, d: dict[str, Any], figs: Path) -> None:
+    last = d["search"][-1]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.35 * len(last["alpha_normal"]) + 1.6))
+    for ax, kind in zip(axes, ("normal", "reduce")):
+        w = last[f"alpha_{kind}"]
+        im = ax.imshow(w, cmap="viridis", aspect="auto", vmin=0)
+        ax.set_xticks(range(len(d["ops"])), d["ops"], rotation=45, fontsize=8)
+        labels, node, j = [], 0, 0
+        for _ in w:  # rows are (node, input) in order: node 0 has inputs 0-1, node 1 0-2, ...
+            labels.append(f"node {node} <- {j}")
+            j += 1
+            if j == node + 2:
+                node, j = node + 1, 0
+        ax.set_yticks(range(len(w)), labels, fontsize=7)
+        ax.set_title(f"{kind} cell: softmax(alpha)", fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    doc.figure(_save(fig, figs / f"darts_alpha_{lab}.png"), f"{lab}: operation weights on "
+               "every edge after the search (rows: node <- input state; 0 and 1 are the "
+               "cell's inputs)")
+
+
+@register_section
+def darts_section(doc: Doc, labels: list[str], records: list[StageRecord], figs: Path) -> None:
+    found = [(lab, r.details["darts"]) for lab, r in zip(labels, records)
+             if r.details.get("darts")]
+    if not found:
+        return
+    doc.h2("Differentiable architecture search (DARTS)")
+    for lab, d in found:
+        hist = d["search"]
+        doc.p(f"Stage {lab}: {len(hist)} search epoch(s) on {d['search_examples']} training "
+              "examples (weights on one half, architecture weights on the other, first-order); "
+              f"supernet {d['supernet_params']} weights; supernet validation accuracy by "
+              "epoch: " + ", ".join(f"{100 * h['supernet_val_accuracy']:.1f}%" for h in hist)
+              + ". The derived network (two edges per node, genotype below) was retrained "
+              "from scratch; this stage's metrics are its own.")
+        rows = [[kind, str(i // 2), f"{op} <- state {j}"]
+                for kind in ("normal", "reduce") for i, (op, j) in enumerate(d["genotype"][kind])]
+        doc.table(["cell", "node", "operation"], rows)
+        _alpha_figure(doc, lab, d, figs)
