@@ -161,7 +161,7 @@ def _cfg(trials, **kw):
 
 def test_search_resumes_from_its_store(tmp_path, monkeypatch):
     ctx, store = _search_ctx(tmp_path), tmp_path / "store"
-    first = run_search(_cfg(3), ctx, store)
+    first = run_search(_cfg(3), ctx, store).trials
     lines = (store / "trials.jsonl").read_text().splitlines()
     assert len(lines) == 4 and "settings" in json.loads(lines[0])
     calls = []
@@ -174,13 +174,13 @@ def test_search_resumes_from_its_store(tmp_path, monkeypatch):
     monkeypatch.setattr("nnopt.search.nas.evaluate_trial", counting)
     # an interruption cut the last record in half: it is dropped and that trial runs again
     (store / "trials.jsonl").write_text("\n".join(lines[:3] + [lines[3][:20]]) + "\n")
-    again = run_search(_cfg(5), ctx, store)
+    again = run_search(_cfg(5), ctx, store).trials
     assert calls == [2, 3, 4]
     assert [r.metrics for r in again[:2]] == [r.metrics for r in first[:2]]
     assert again[2].arch == first[2].arch  # the replayed strategy proposes the same trial 2
     assert again[2].metrics["params"] == first[2].metrics["params"]
     # a fresh search without a store gives the same first trials: trials are seeded
-    fresh = run_search(_cfg(3), ctx, None)
+    fresh = run_search(_cfg(3), ctx, None).trials
     assert [r.arch for r in fresh] == [r.arch for r in first]
     assert [r.metrics["accuracy"] for r in fresh] == [r.metrics["accuracy"] for r in first]
     with pytest.raises(NnoptError, match="other settings"):
@@ -193,7 +193,7 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path):
     cfg = _cfg(4).model_copy(update={"space": MacroSpace(choices={"depth": [3, 4]},
                                                          fixed={"width": 2, "hidden": 0})})
     cfg = cfg.model_copy(update={"strategy": "random"})
-    results = run_search(cfg, ctx, None)
+    results = run_search(cfg, ctx, None).trials
     failed = [r for r in results if r.error]
     assert failed and all("pools" in r.error for r in failed)
     assert all(r.metrics == {} for r in failed)
@@ -225,3 +225,20 @@ def test_all_architectures_of_a_small_space_are_valid_models():
     space = MacroSpace(choices={"width": [2, 4], "depth": [1, 2], "kernel_size": [3, 5]})
     for combo in itertools.product(*space.choices.values()):
         assert space.config(dict(zip(space.choices, combo))).name == "cnn"
+
+
+def test_reference_constraints_use_the_reference_models_measured_value(tmp_path, monkeypatch):
+    ctx = _search_ctx(tmp_path)
+    cfg = _cfg(4, reference={"name": "cnn", "width": 4, "depth": 1, "hidden": 0},
+               constraints={"params": "reference"})
+    found = run_search(cfg, ctx, tmp_path / "store")
+    ref = found.reference
+    assert ref is not None and ref.number == -1 and ref.metrics["params"] > 0
+    front, best = pick(found.trials, cfg, ref)
+    assert best.metrics["params"] <= ref.metrics["params"]
+    ran = []
+    monkeypatch.setattr("nnopt.search.nas.evaluate_trial", lambda job: ran.append(job.number))
+    again = run_search(cfg, ctx, tmp_path / "store")  # resumed: nothing runs again
+    assert ran == [] and again.reference.metrics == ref.metrics and len(again.trials) == 4
+    with pytest.raises(NnoptError, match="set 'reference'"):
+        pick(found.trials, _cfg(4, constraints={"params": "reference"}), None)

@@ -7,6 +7,7 @@ the stage's model, so compression stages can follow it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +25,9 @@ from nnopt.search.strategies import STRATEGIES, make_strategy
 from nnopt.search.trial import (TrialJob, TrialResult, TrialStore, direction, evaluate_trial,
                                 metric_for, share_data)
 from nnopt.train.fit import TrainConfig, fit
+
+
+REFERENCE = -1  # the trial number of the reference model
 
 
 class ProxyConfig(Strict):
@@ -45,8 +49,12 @@ class NasConfig(Strict):
                                   description="metrics judged on the validation split and the "
                                   "targets: accuracy, latency_ms/<target>, params, size_bytes, "
                                   "macs, ece, ... (accuracies maximised, the rest minimised)")
-    constraints: dict[str, float] = Field(default_factory=dict, description="metric -> upper "
-                                          "bound (lower bound for accuracies) the pick must meet")
+    constraints: dict[str, float | Literal["reference"]] = Field(
+        default_factory=dict, description="metric -> upper bound (lower bound for accuracies) "
+        "the pick must meet; 'reference': the reference model's value")
+    reference: dict[str, Any] | None = Field(None, description="a model config (e.g. the model "
+                                             "you have now) evaluated like a trial, as the "
+                                             "yardstick of 'reference' constraints")
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     population: int = Field(10, ge=2, description="evolution: population; nsga2: generation "
                             "size; tpe: random start-up trials")
@@ -83,7 +91,24 @@ def meets(metrics: dict[str, float], constraints: dict[str, float]) -> bool:
                for k, v in constraints.items())
 
 
-def pick(results: list[TrialResult], cfg: NasConfig) -> tuple[list[int], TrialResult]:
+def bounds(cfg: NasConfig, reference: TrialResult | None) -> dict[str, float]:
+    """The constraints as numbers ('reference' replaced by the reference model's value)."""
+    out = {}
+    for k, v in cfg.constraints.items():
+        if v == "reference":
+            if reference is None or k not in reference.metrics:
+                why = reference.error if reference is not None and reference.error else \
+                    "set 'reference' to a model config" if reference is None else \
+                    f"the reference has no {k}"
+                raise NnoptError(f"constraint {k}: reference: {why}")
+            out[k] = reference.metrics[k]
+        else:
+            out[k] = float(v)
+    return out
+
+
+def pick(results: list[TrialResult], cfg: NasConfig, reference: TrialResult | None = None
+         ) -> tuple[list[int], TrialResult]:
     """The Pareto front (trial numbers) and the picked trial: the front's best first
     objective among the trials that meet the constraints."""
     ok = [r for r in results if losses(r.metrics, cfg.objectives) is not None]
@@ -92,9 +117,10 @@ def pick(results: list[TrialResult], cfg: NasConfig) -> tuple[list[int], TrialRe
         raise NnoptError("every search trial failed: " + "; ".join(reasons[:3]))
     points = [losses(r.metrics, cfg.objectives) for r in ok]
     front = [ok[i].number for i in pareto_front(points)]  # type: ignore[arg-type]
-    fit_ = [r for r in ok if meets(r.metrics, cfg.constraints)]
+    limits = bounds(cfg, reference)
+    fit_ = [r for r in ok if meets(r.metrics, limits)]
     if not fit_:
-        raise NnoptError(f"no trial meets the constraints {cfg.constraints}; the best values "
+        raise NnoptError(f"no trial meets the constraints {limits}; the best values "
                          "found: " + ", ".join(
                              f"{k} {min(r.metrics.get(k, float('inf')) for r in ok):.4g}"
                              if direction(k) == "min" else
@@ -112,9 +138,15 @@ def _settings(cfg: NasConfig, ctx: RunContext) -> dict[str, Any]:
             "targets": [t.model_dump(mode="json") for t in ctx.targets]}
 
 
+@dataclass
+class SearchResult:
+    trials: list[TrialResult]  # by trial number
+    reference: TrialResult | None = None  # the reference model, evaluated like a trial (-1)
+
+
 def run_search(cfg: NasConfig, ctx: RunContext, store: Path | None,
-               progress: Any = None) -> list[TrialResult]:
-    """Evaluate ``cfg.trials`` architectures (resuming from ``store``); results by number."""
+               progress: Any = None) -> SearchResult:
+    """Evaluate ``cfg.trials`` architectures (resuming from ``store``) and the reference."""
     for o in [*cfg.objectives, *cfg.constraints]:
         if o.startswith("latency_ms/") and o.split("/", 1)[1] not in {t.name for t in
                                                                         ctx.targets}:
@@ -125,30 +157,40 @@ def run_search(cfg: NasConfig, ctx: RunContext, store: Path | None,
     strategy = make_strategy(cfg.strategy, cfg.space, len(cfg.objectives), ctx.seed,
                              {"population": cfg.population, "sample": cfg.sample}, store)
     tstore = TrialStore(store, _settings(cfg, ctx)) if store is not None else None
-    done = tstore.load() if tstore is not None and cfg.resume else []
-    done = [r for r in done if r.number < cfg.trials]
+    stored = tstore.load() if tstore is not None and cfg.resume else []
+    reference = next((r for r in stored if r.number == REFERENCE), None)
+    done = [r for r in stored if 0 <= r.number < cfg.trials]
     for r in done:  # replay: the strategy's state as it was after these trials
         strategy.ask()
         strategy.tell(r.arch, losses(r.metrics, cfg.objectives))
     if tstore is not None:
-        tstore.start(done)
+        tstore.start(done + ([reference] if reference else []))
     data_cfg = ctx.recipe.data.model_dump(mode="json")
     share_data(data_cfg, ctx.data)
     options = {k: v.model_dump(mode="json") for k, v in ctx.recipe.metric_options.items()
                if k in names}
+
+    def job(number: int, arch: dict[str, Any], family: str, fixed: dict[str, Any]) -> TrialJob:
+        return TrialJob(number=number, arch=arch, family=family, fixed=fixed, data=data_cfg,
+                        proxy=cfg.proxy.train.model_dump(mode="json"),
+                        proxy_limit=cfg.proxy.limit, metrics=names,
+                        targets=[t.model_dump(mode="json") for t in ctx.targets],
+                        seed=ctx.seed, metric_options=options)
+
     executor = get_executor(cfg.executor, **({"address": cfg.ray_address}
                                              if cfg.executor == "ray" else {}))
+    if cfg.reference is not None and reference is None:
+        ref = {k: v for k, v in cfg.reference.items() if k != "name"}
+        reference = evaluate_trial(job(REFERENCE, ref, cfg.reference.get("name", "cnn"), {}))
+        if tstore is not None:
+            tstore.append(reference)
     results = list(done)
     if progress is not None:
         progress(len(results), cfg.trials)
     while len(results) < cfg.trials:
         batch = min(cfg.workers, cfg.trials - len(results))
-        jobs = [TrialJob(number=len(results) + i, arch=strategy.ask(), family=cfg.space.family,
-                         fixed=dict(cfg.space.fixed), data=data_cfg,
-                         proxy=cfg.proxy.train.model_dump(mode="json"),
-                         proxy_limit=cfg.proxy.limit, metrics=names,
-                         targets=[t.model_dump(mode="json") for t in ctx.targets],
-                         seed=ctx.seed, metric_options=options) for i in range(batch)]
+        jobs = [job(len(results) + i, strategy.ask(), cfg.space.family, dict(cfg.space.fixed))
+                for i in range(batch)]
         finished: list[TrialResult | None] = [None] * batch
         for i, res in executor.map(evaluate_trial, jobs):
             finished[i] = res
@@ -160,7 +202,7 @@ def run_search(cfg: NasConfig, ctx: RunContext, store: Path | None,
             results.append(res)
         if progress is not None:
             progress(len(results), cfg.trials)
-    return results
+    return SearchResult(results, reference)
 
 
 def _store(cfg: NasConfig, ctx: RunContext) -> Path | None:
@@ -185,11 +227,12 @@ def nas(model: nn.Module, cfg: NasConfig, ctx: RunContext) -> nn.Module:
     store = _store(cfg, ctx)
     bar = _bar(ctx, cfg.trials)
     try:
-        results = run_search(cfg, ctx, store, progress=bar)
+        found = run_search(cfg, ctx, store, progress=bar)
     finally:
         if bar is not None:
             bar.close()
-    front, best = pick(results, cfg)
+    results, ref = found.trials, found.reference
+    front, best = pick(results, cfg, ref)
     out = build_model(cfg.space.config(best.arch), ctx.data.input_shape, ctx.data.num_classes,
                       ctx.data.mean, ctx.data.std)
     state = fit(out, ctx.data.train, config=cfg.retrain, val=ctx.data.val,
@@ -211,7 +254,10 @@ def nas(model: nn.Module, cfg: NasConfig, ctx: RunContext) -> nn.Module:
         "trials": [{"number": r.number, "arch": r.arch, "metrics": r.metrics,
                     "seconds": round(r.seconds, 3), "seed": r.seed, "error": r.error,
                     "host": r.environment.get("host")} for r in results],
-        "front": front, "picked": best.number, "picked_arch": best.arch})
+        "front": front, "picked": best.number, "picked_arch": best.arch,
+        "bounds": bounds(cfg, ref),
+        "reference": None if ref is None else {"model": cfg.reference, "metrics": ref.metrics,
+                                               "error": ref.error}})
     return out
 
 

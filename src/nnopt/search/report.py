@@ -41,6 +41,10 @@ def _front_figure(doc: Doc, lab: str, s: dict[str, Any], figs: Path) -> None:
     if pick:
         ax.scatter([pick[0]], [_value(oy, pick[1])], marker="*", s=220, color="gold",
                    edgecolor="black", label=f"picked (trial {pick[2]})", zorder=4)
+    ref = (s.get("reference") or {}).get("metrics", {})
+    if ox in ref and oy in ref:
+        ax.scatter([ref[ox]], [_value(oy, ref[oy])], marker="D", s=60, color="tab:blue",
+                   label="reference model", zorder=4)
     ax.set(xlabel=_label(ox), ylabel=_label(oy), title=f"{lab}: {s['strategy']}, "
            f"{len(s['trials'])} trials")
     ax.grid(alpha=0.3)
@@ -99,6 +103,14 @@ def search_section(doc: Doc, labels: list[str], records: list[StageRecord], figs
                  *[fmt(n, t["metrics"].get(n)) for n in names], f"{t['seconds']:.1f}"]
                 for t in sorted(s["trials"], key=lambda t: t["number"])
                 if t["number"] in s["front"]]
+        ref = s.get("reference")
+        if ref:
+            rows.append(["reference", ", ".join(f"{k}={v}" for k, v in ref["model"].items()),
+                         *[fmt(n, ref["metrics"].get(n)) for n in names], "-"])
+        if s.get("bounds"):
+            doc.p("Constraints on the pick: " + ", ".join(
+                f"{k} {'>=' if 'accuracy' in k else '<='} {fmt(k, v)}"
+                for k, v in s["bounds"].items()) + ".")
         doc.table(["trial", "architecture", *names, "trial seconds"], rows)
         if len(s["objectives"]) >= 2:
             _front_figure(doc, lab, s, figs)
