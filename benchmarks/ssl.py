@@ -1,8 +1,8 @@
 """Issue 9 acceptance 1 and 2 on Fashion-MNIST: recipes/ssl.yaml extended to label seeds 0, 1
 and 2 (each seed draws its own 600 labels; the self-supervised routes and supervised training
-from scratch use the same draw) and to the 10% protocol (6,000 labels, seed 0, 30 fine-tuning epochs instead of 150: as many
-steps as 300 epochs on 600 labels). Pre-training
-runs once: its seed is not varied (it costs most of the run on this machine).
+from scratch use the same draw) and to the 10% protocol (6,000 labels, seed 0, 30 fine-tuning
+epochs instead of 150: as many steps as 300 epochs on 600 labels). Pre-training runs once: its
+seed is not varied (it costs most of the run on this machine).
 
     python benchmarks/ssl.py [--out runs/ssl-bench]
 """

@@ -165,3 +165,18 @@ def test_pretrain_then_finetune_in_a_recipe(tmp_path):
     assert full.details["finetune"]["mode"] == "full"
     assert masked.details["pretrain"]["method"] == "masked"
     assert "Self-supervised" in (tmp_path / "report.md").read_text()
+
+
+def test_augmented_finetuning_trains_on_seeded_views():
+    from nnopt.learn.selfsup.finetune import AugmentedTask
+
+    seen = []
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    model.register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()))
+    x, y = torch.rand(4, 1, 4, 4), torch.tensor([0, 1, 2, 0])
+    cfg = AugmentConfig(crop=(0.5, 1.0), flip=0.5, translate=0.1, jitter=0.2)
+    for _ in range(2):  # the same seed gives the same views
+        out = AugmentedTask(cfg, seed=3)(model, x, y)
+        assert out["output"].shape == (4, 3) and out["loss"].ndim == 0
+    assert not torch.equal(seen[0], x) and torch.equal(seen[0], seen[1])
+    assert torch.equal(seen[0], augment(x, cfg, torch.Generator().manual_seed(3)))
