@@ -39,11 +39,11 @@ def test_jobs_run_concurrently_in_worker_processes(executor):
     assert s_a < e_b and s_b < e_a  # the two sleeps overlapped
 
 
-def test_search_on_ray_matches_the_local_executor(executor, tmp_path, monkeypatch):
+def test_search_on_ray_matches_the_local_executor(executor, tmp_path):
     ctx = _search_ctx(tmp_path)
     local = run_search(_cfg(4, workers=2), ctx, None).trials
-    monkeypatch.setattr("nnopt.search.nas.get_executor", lambda name, **kw: executor)
-    remote = run_search(_cfg(4, workers=2, executor="ray"), ctx, None).trials
+    remote = run_search(_cfg(4, workers=2, executor="ray"), ctx, None,
+                        executor=executor).trials
     assert [r.arch for r in remote] == [r.arch for r in local]
     assert [r.metrics for r in remote] == [r.metrics for r in local]
     assert {r.environment["pid"] for r in remote} != {os.getpid()}

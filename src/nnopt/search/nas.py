@@ -18,7 +18,7 @@ from nnopt.context import RunContext
 from nnopt.errors import NnoptError
 from nnopt.recipe import Strict
 from nnopt.registry import STEPS
-from nnopt.search.executors import get_executor
+from nnopt.search.executors import Executor, get_executor
 from nnopt.search.pareto import pareto_front
 from nnopt.search.space import MacroSpace
 from nnopt.search.strategies import STRATEGIES, make_strategy
@@ -144,9 +144,18 @@ class SearchResult:
     reference: TrialResult | None = None  # the reference model, evaluated like a trial (-1)
 
 
-def run_search(cfg: NasConfig, ctx: RunContext, store: Path | None,
-               progress: Any = None) -> SearchResult:
-    """Evaluate ``cfg.trials`` architectures (resuming from ``store``) and the reference."""
+def run_search(cfg: NasConfig, ctx: RunContext, store: Path | None, progress: Any = None,
+               executor: Executor | None = None) -> SearchResult:
+    """Evaluate ``cfg.trials`` architectures (resuming from ``store``) and the reference, on
+    ``executor`` (default: the one ``cfg`` names, started here and shut down at the end)."""
+    if executor is None:
+        own = get_executor(cfg.executor, **({"address": cfg.ray_address}
+                                            if cfg.executor == "ray" else {}))
+        try:
+            return run_search(cfg, ctx, store, progress, own)
+        finally:
+            if hasattr(own, "shutdown"):
+                own.shutdown()
     for o in [*cfg.objectives, *cfg.constraints]:
         if o.startswith("latency_ms/") and o.split("/", 1)[1] not in {t.name for t in
                                                                         ctx.targets}:
@@ -177,8 +186,6 @@ def run_search(cfg: NasConfig, ctx: RunContext, store: Path | None,
                         targets=[t.model_dump(mode="json") for t in ctx.targets],
                         seed=ctx.seed, metric_options=options)
 
-    executor = get_executor(cfg.executor, **({"address": cfg.ray_address}
-                                             if cfg.executor == "ray" else {}))
     if cfg.reference is not None and reference is None:
         ref = {k: v for k, v in cfg.reference.items() if k != "name"}
         reference = evaluate_trial(job(REFERENCE, ref, cfg.reference.get("name", "cnn"), {}))
