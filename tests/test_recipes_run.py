@@ -36,6 +36,10 @@ def tiny_overrides(recipe: Path) -> list[str]:
             sets.append(f"stages.{i}.{step}.epochs=1")
         if step == "finetune":  # a few labels of the 256 examples
             sets.append(f"stages.{i}.{step}.labels=20")
+        if step == "nas":  # a few trials, a generation of two
+            sets += [f"stages.{i}.{step}.trials=3", f"stages.{i}.{step}.population=2"]
+        if step == "darts":
+            sets.append(f"stages.{i}.{step}.limit=64")
         sets += [f"stages.{i}.{step}.{path}=1" for path in _epoch_keys(stage[step] or {})]
     options = raw.get("metric_options", {})
     if "robust" in options:  # a few images, short attacks

@@ -242,3 +242,20 @@ def test_reference_constraints_use_the_reference_models_measured_value(tmp_path,
     assert ran == [] and again.reference.metrics == ref.metrics and len(again.trials) == 4
     with pytest.raises(NnoptError, match="set 'reference'"):
         pick(found.trials, _cfg(4, constraints={"params": "reference"}), None)
+
+
+def test_predicted_latency_objective_and_its_reported_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNOPT_CACHE", str(tmp_path / "cache"))
+    raw = tiny_raw(stages=[{"nas": {
+        "space": {"choices": {"width": [2, 4]}, "fixed": {"hidden": 0, "depth": 1}},
+        "strategy": "random", "trials": 2,
+        "objectives": ["accuracy", "predicted_latency_ms/cpu"],
+        "constraints": {"latency_ms/cpu": 1e9},
+        "proxy": {"train": {"epochs": 1, "batch_size": 32, "select_best": False}, "limit": 32},
+        "retrain": {"epochs": 1, "batch_size": 32}}}])
+    rep = run_recipe(resolve(raw), tmp_path / "run")
+    trials = rep.stages[0].details["search"]["trials"]
+    assert all(t["metrics"]["predicted_latency_ms/cpu"] > 0 for t in trials)
+    assert all({"params", "macs", "latency_ms/cpu"} <= set(t["metrics"]) for t in trials)
+    assert list((tmp_path / "cache" / "latency-lut").glob("torch-*.json"))
+    assert "mean absolute percentage error" in (tmp_path / "run" / "report.md").read_text()

@@ -162,7 +162,9 @@ def run_search(cfg: NasConfig, ctx: RunContext, store: Path | None, progress: An
             raise NnoptError(f"objective {o}: no recipe target named "
                              f"'{o.split('/', 1)[1]}'; targets: "
                              + ", ".join(t.name for t in ctx.targets))
-    names = sorted({metric_for(o) for o in [*cfg.objectives, *cfg.constraints]})
+    # params and MACs are cheap: every trial records them beside its objectives
+    names = sorted({"params", "macs", *(metric_for(o) for o in [*cfg.objectives,
+                                                                 *cfg.constraints])})
     strategy = make_strategy(cfg.strategy, cfg.space, len(cfg.objectives), ctx.seed,
                              {"population": cfg.population, "sample": cfg.sample}, store)
     tstore = TrialStore(store, _settings(cfg, ctx)) if store is not None else None

@@ -77,6 +77,19 @@ def _history_figure(doc: Doc, lab: str, s: dict[str, Any], figs: Path) -> None:
                "trial, in the order the strategy proposed them")
 
 
+def _predictor_error(doc: Doc, s: dict[str, Any]) -> None:
+    """Mean absolute percentage error of predicted against measured latency, per target."""
+    for key in sorted({k for t in s["trials"] for k in t["metrics"]
+                       if k.startswith("predicted_latency_ms/")}):
+        real = "latency_ms/" + key.split("/", 1)[1]
+        pairs = [(t["metrics"][key], t["metrics"][real]) for t in s["trials"]
+                 if key in t["metrics"] and real in t["metrics"]]
+        if pairs:
+            mape = sum(abs(p - r) / r for p, r in pairs) / len(pairs)
+            doc.p(f"Latency predictor ({key}) against measured {real} over {len(pairs)} "
+                  f"trials: mean absolute percentage error {100 * mape:.1f}%.")
+
+
 @register_section
 def search_section(doc: Doc, labels: list[str], records: list[StageRecord], figs: Path) -> None:
     found = [(lab, r.details["search"]) for lab, r in zip(labels, records)
@@ -112,6 +125,7 @@ def search_section(doc: Doc, labels: list[str], records: list[StageRecord], figs
                 f"{k} {'>=' if 'accuracy' in k else '<='} {fmt(k, v)}"
                 for k, v in s["bounds"].items()) + ".")
         doc.table(["trial", "architecture", *names, "trial seconds"], rows)
+        _predictor_error(doc, s)
         if len(s["objectives"]) >= 2:
             _front_figure(doc, lab, s, figs)
         _history_figure(doc, lab, s, figs)
