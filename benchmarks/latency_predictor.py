@@ -25,7 +25,7 @@ from nnopt.measure import Measurement
 from nnopt.measure.latency import measure_target
 from nnopt.models import build_model
 from nnopt.recipe import Target
-from nnopt.search.latency_lut import LatencyTable
+from nnopt.measure.latency_table import LatencyTable
 from nnopt.search.space import MacroSpace
 
 

@@ -1,6 +1,6 @@
 """Measurement: registered metrics over a stage's model, data, saved file and targets."""
 
-from nnopt.measure import efficiency, latency, quality  # noqa: F401  (registration)
+from nnopt.measure import efficiency, latency, latency_table, quality  # noqa: F401  (registration)
 from nnopt.measure.base import Measurement
 from nnopt.registry import METRICS
 

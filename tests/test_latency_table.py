@@ -11,7 +11,7 @@ from torch import nn
 
 from nnopt.errors import NnoptError
 from nnopt.recipe import Target
-from nnopt.search.latency_lut import LatencyTable, operators
+from nnopt.measure.latency_table import LatencyTable, operators
 
 T = Target(name="cpu", runtime="torch", batch_size=2, threads=1)
 
