@@ -133,7 +133,8 @@ def pick(results: list[TrialResult], cfg: NasConfig, reference: TrialResult | No
 
 def _settings(cfg: NasConfig, ctx: RunContext) -> dict[str, Any]:
     keep = cfg.model_dump(mode="json", include={"space", "strategy", "objectives", "proxy",
-                                                  "population", "sample", "workers"})
+                                                  "population", "sample", "workers",
+                                                  "reference"})
     return {**keep, "data": ctx.recipe.data.model_dump(mode="json"), "seed": ctx.seed,
             "targets": [t.model_dump(mode="json") for t in ctx.targets]}
 
@@ -234,7 +235,7 @@ def nas(model: nn.Module, cfg: NasConfig, ctx: RunContext) -> nn.Module:
     from nnopt.models import build_model
 
     store = _store(cfg, ctx)
-    bar = _bar(ctx, cfg.trials)
+    bar = _TrialBar(ctx.stage, cfg.trials) if ctx.progress else None
     try:
         found = run_search(cfg, ctx, store, progress=bar)
     finally:
@@ -270,16 +271,17 @@ def nas(model: nn.Module, cfg: NasConfig, ctx: RunContext) -> nn.Module:
     return out
 
 
-def _bar(ctx: RunContext, total: int) -> Any:
-    if not ctx.progress:
-        return None
-    from tqdm import tqdm
+class _TrialBar:
+    """The CLI's progress bar over trials (``progress(done, total)``)."""
 
-    bar = tqdm(total=total, desc=f"{ctx.stage} trials", leave=False)
+    def __init__(self, stage: str, total: int) -> None:
+        from tqdm import tqdm
 
-    def update(done: int, _total: int) -> None:
-        bar.n = done
-        bar.refresh()
+        self.bar = tqdm(total=total, desc=f"{stage} trials", leave=False)
 
-    update.close = bar.close  # type: ignore[attr-defined]
-    return update
+    def __call__(self, done: int, total: int) -> None:
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()

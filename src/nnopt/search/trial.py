@@ -36,9 +36,7 @@ def metric_for(objective: str) -> str:
     for entry in METRICS.entries():
         for pattern in entry.meta.get("produces", [entry.name]):
             names.append(pattern)
-            rx = "^" + re.sub(r"<[^>]+>", "[^/]+", re.escape(pattern).replace(r"\<", "<")
-                              .replace(r"\>", ">")) + "$"
-            if re.match(rx, objective):
+            if re.fullmatch(re.sub(r"<[^>]+>", "[^/]+", re.escape(pattern)), objective):
                 return entry.name
     from nnopt.errors import unknown_choice
 
