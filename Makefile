@@ -61,7 +61,7 @@ benchmarks: setup data
 	$(BIN)/nnopt run recipes/clean-labels.yaml --out runs/clean-labels --quiet
 	$(BIN)/python benchmarks/label_detection.py --model cnn --epochs 5 --folds 5
 	$(BIN)/python benchmarks/noisy_labels.py --out runs/noisy-labels
-	$(BIN)/python benchmarks/ssl.py --out runs/ssl-bench
+	$(BIN)/python benchmarks/selfsup.py --out runs/ssl-bench
 	$(BIN)/nnopt run recipes/ssl-compress.yaml --out runs/ssl-compress --quiet
 	$(BIN)/python benchmarks/nas.py front hv ray
 	$(BIN)/python benchmarks/latency_predictor.py

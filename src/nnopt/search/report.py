@@ -20,7 +20,12 @@ def _value(name: str, v: float | None) -> float | None:
 
 
 def _label(name: str) -> str:
-    return f"validation {name} (%)" if "accuracy" in name else name
+    if "accuracy" in name:
+        return f"validation {name} (%)"
+    if name.startswith(("latency_ms/", "predicted_latency_ms/")):
+        kind, target = name.split("/", 1)
+        return f"{target} latency (ms, {'predicted' if 'predicted' in kind else 'measured'})"
+    return name
 
 
 def _front_figure(doc: Doc, lab: str, s: dict[str, Any], figs: Path) -> None:

@@ -4,7 +4,7 @@ from scratch use the same draw) and to the 10% protocol (6,000 labels, seed 0, 3
 epochs instead of 150: as many steps as 300 epochs on 600 labels). Pre-training runs once: its
 seed is not varied (it costs most of the run on this machine).
 
-    python benchmarks/ssl.py [--out runs/ssl-bench]
+    python benchmarks/selfsup.py [--out runs/ssl-bench]
 """
 
 from __future__ import annotations
