@@ -190,9 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("recipe")
     sp.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...")
     sp.add_argument("--out", required=True)
-    sp.add_argument("--executor", default="local", choices=["local", "ray"],
-                    help="where variants run: local (default, in order) or ray (a local Ray "
-                    "instance, or the cluster in $RAY_ADDRESS)")
+    sp.add_argument("--executor", default="local", help="where variants run: local "
+                    "(default, in order) or ray (a local Ray instance, or the cluster in "
+                    "$RAY_ADDRESS)")
     sp.add_argument("--resume", action="store_true", help="skip variants that already finished")
     with_set(sp)
     sp.set_defaults(fn=cmd_sweep)
