@@ -141,7 +141,7 @@ def _alpha_figure(doc: Doc, lab: str, d: dict[str, Any], figs: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 0.35 * len(last["alpha_normal"]) + 1.6))
     for ax, kind in zip(axes, ("normal", "reduce")):
         w = last[f"alpha_{kind}"]
-        im = ax.imshow(w, cmap="viridis", aspect="auto", vmin=0)
+        im = ax.imshow(w, cmap="viridis", aspect="auto")  # colours span this cell's range
         ax.set_xticks(range(len(d["ops"])), d["ops"], rotation=45, fontsize=8)
         labels, node, j = [], 0, 0
         for _ in w:  # rows are (node, input) in order: node 0 has inputs 0-1, node 1 0-2, ...
@@ -150,7 +150,8 @@ def _alpha_figure(doc: Doc, lab: str, d: dict[str, Any], figs: Path) -> None:
             if j == node + 2:
                 node, j = node + 1, 0
         ax.set_yticks(range(len(w)), labels, fontsize=7)
-        ax.set_title(f"{kind} cell: softmax(alpha)", fontsize=9)
+        ax.set_title(f"{kind} cell: softmax(alpha) (uniform: {1 / len(d['ops']):.3f})",
+                     fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8)
     fig.tight_layout()
     doc.figure(_save(fig, figs / f"darts_alpha_{lab}.png"), f"{lab}: operation weights on "
