@@ -259,3 +259,18 @@ def test_predicted_latency_objective_and_its_reported_error(tmp_path, monkeypatc
     assert all({"params", "macs", "latency_ms/cpu"} <= set(t["metrics"]) for t in trials)
     assert list((tmp_path / "cache" / "latency-lut").glob("torch-*.json"))
     assert "mean absolute percentage error" in (tmp_path / "run" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["tpe", "nsga2"])
+def test_optuna_strategies_do_not_spend_trials_on_measured_architectures(name):
+    space = MacroSpace(family="cnn", choices={"width": [4, 8, 16], "depth": [1, 2, 3]})
+    k = 1 if name == "tpe" else 2
+    strat = make_strategy(name, space, k, 0, OPTS)
+    seen = []
+    for _ in range(9):  # one at a time: each is told before the next is asked
+        arch = strat.ask()
+        seen.append(space.key(arch))
+        strat.tell(arch, _fitness(arch)[:k])
+    assert len(set(seen)) == 9  # the whole space, no repeat
+    # the repeats the sampler proposed were told their known values, not evaluated again
+    assert len(strat.study.trials) >= 9

@@ -172,9 +172,12 @@ def run_search(cfg: NasConfig, ctx: RunContext, store: Path | None, progress: An
     stored = tstore.load() if tstore is not None and cfg.resume else []
     reference = next((r for r in stored if r.number == REFERENCE), None)
     done = [r for r in stored if 0 <= r.number < cfg.trials]
-    for r in done:  # replay: the strategy's state as it was after these trials
-        strategy.ask()
-        strategy.tell(r.arch, losses(r.metrics, cfg.objectives))
+    for i in range(0, len(done), cfg.workers):  # replay, in the batches they ran in: the
+        batch = done[i:i + cfg.workers]  # strategy's state as it was after these trials
+        for _ in batch:
+            strategy.ask()
+        for r in batch:
+            strategy.tell(r.arch, losses(r.metrics, cfg.objectives))
     if tstore is not None:
         tstore.start(done + ([reference] if reference else []))
     data_cfg = ctx.recipe.data.model_dump(mode="json")

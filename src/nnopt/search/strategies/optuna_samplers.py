@@ -42,6 +42,7 @@ class OptunaStrategy:
         self.dists = {k: optuna.distributions.CategoricalDistribution(
             v if _primitive(v) else list(range(len(v)))) for k, v in space.choices.items()}
         self.pending: dict[str, list[int]] = {}
+        self.known: dict[str, list[float] | None] = {}  # measured architectures
 
     def _arch(self, params: dict[str, Any]) -> dict[str, Any]:
         return {k: (params[k] if _primitive(v) else v[params[k]])
@@ -52,17 +53,32 @@ class OptunaStrategy:
                 for k, v in self.space.choices.items()}
 
     def ask(self) -> dict[str, Any]:
-        trial = self.study.ask(self.dists)
-        arch = self._arch(trial.params)
-        self.pending.setdefault(self.space.key(arch), []).append(trial.number)
+        """A new architecture: one the study proposes again after it was measured is told its
+        known values at once (it costs nothing), and the sampler asked again (up to 50 times;
+        Optuna's samplers repeat categorical points often)."""
+        for _ in range(50):
+            trial = self.study.ask(self.dists)
+            arch = self._arch(trial.params)
+            key = self.space.key(arch)
+            if key not in self.known or len(self.known) >= self.space.size:
+                break
+            self.study.tell(trial, self.known[key], state=self._state(self.known[key]))
+        self.pending.setdefault(key, []).append(trial.number)
         return arch
+
+    @staticmethod
+    def _state(losses: list[float] | None) -> Any:
+        import optuna
+
+        return optuna.trial.TrialState.COMPLETE if losses is not None else \
+            optuna.trial.TrialState.FAIL
 
     def tell(self, arch: dict[str, Any], losses: list[float] | None) -> None:
         import optuna
 
+        self.known[self.space.key(arch)] = losses
         waiting = self.pending.get(self.space.key(arch))
-        state = optuna.trial.TrialState.COMPLETE if losses is not None else \
-            optuna.trial.TrialState.FAIL
+        state = self._state(losses)
         if waiting:  # a trial this study asked for
             self.study.tell(waiting.pop(0), losses, state=state)
             return
