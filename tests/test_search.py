@@ -221,6 +221,26 @@ def test_nas_stage_in_a_recipe_reports_the_front(tmp_path):
     assert {k: spec["model"][k] for k in s["picked_arch"]} == s["picked_arch"]
 
 
+def test_finalists_are_retrained_and_the_best_on_validation_is_the_pick(tmp_path):
+    raw = tiny_raw(stages=[{"nas": {
+        "space": {"choices": {"width": [2, 4], "depth": [1, 2]}, "fixed": {"hidden": 0}},
+        "strategy": "random", "trials": 3, "finalists": 2,
+        "objectives": ["accuracy", "params"],
+        "proxy": {"train": {"epochs": 1, "batch_size": 32, "select_best": False}, "limit": 64},
+        "retrain": {"epochs": 1, "batch_size": 32}}}])
+    rep = run_recipe(resolve(raw), tmp_path / "run")
+    s = rep.stages[0].details["search"]
+    finals = s["finalists"]
+    by_proxy = sorted((t for t in s["trials"] if not t["error"]),
+                      key=lambda t: (-t["metrics"]["accuracy"], t["metrics"]["params"]))
+    assert [f["number"] for f in finals] == [t["number"] for t in by_proxy[:2]]
+    best = max(finals, key=lambda f: f["retrained_val"])
+    assert s["picked"] == best["number"] and s["picked_arch"] == best["arch"]
+    assert "retrained validation accuracy" in (tmp_path / "run" / "report.md").read_text()
+    with pytest.raises(ValueError, match="first objective must be 'accuracy'"):
+        NasConfig(objectives=["params", "accuracy"], finalists=2)
+
+
 def test_all_architectures_of_a_small_space_are_valid_models():
     space = MacroSpace(choices={"width": [2, 4], "depth": [1, 2], "kernel_size": [3, 5]})
     for combo in itertools.product(*space.choices.values()):

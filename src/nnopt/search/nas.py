@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from nnopt.context import RunContext
@@ -68,6 +68,17 @@ class NasConfig(Strict):
     resume: bool = Field(True, description="reuse stored trials of the same search")
     retrain: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=5),
                                  description="full training of the picked architecture")
+    finalists: int = Field(1, ge=1, description="the best architectures by proxy (first "
+                           "objective, within the constraints) retrained in full; the one best "
+                           "on the validation split is the pick (1: the proxy's best)")
+
+    @model_validator(mode="after")
+    def _finalists(self) -> NasConfig:
+        if self.finalists > 1 and self.objectives[0] != "accuracy":
+            raise ValueError("finalists are compared on validation accuracy: with finalists "
+                             f"> 1 the first objective must be 'accuracy', not "
+                             f"{self.objectives[0]!r}")
+        return self
 
     @field_validator("strategy")
     @classmethod
@@ -111,6 +122,14 @@ def pick(results: list[TrialResult], cfg: NasConfig, reference: TrialResult | No
          ) -> tuple[list[int], TrialResult]:
     """The Pareto front (trial numbers) and the picked trial: the front's best first
     objective among the trials that meet the constraints."""
+    front, ranked = candidates(results, cfg, reference)
+    return front, ranked[0]
+
+
+def candidates(results: list[TrialResult], cfg: NasConfig,
+               reference: TrialResult | None = None) -> tuple[list[int], list[TrialResult]]:
+    """The Pareto front (trial numbers) and the trials that meet the constraints, best first
+    (objectives compared in order; the first is always on the front)."""
     ok = [r for r in results if losses(r.metrics, cfg.objectives) is not None]
     if not ok:
         reasons = sorted({r.error or "objective not measured" for r in results})
@@ -126,9 +145,8 @@ def pick(results: list[TrialResult], cfg: NasConfig, reference: TrialResult | No
                              if direction(k) == "min" else
                              f"{k} {max(r.metrics.get(k, float('-inf')) for r in ok):.4g}"
                              for k in cfg.constraints))
-    cands = [r for r in fit_ if r.number in front] or fit_
-    best = min(cands, key=lambda r: losses(r.metrics, cfg.objectives))  # type: ignore[arg-type]
-    return front, best
+    ranked = sorted(fit_, key=lambda r: losses(r.metrics, cfg.objectives))  # type: ignore
+    return front, ranked
 
 
 def _settings(cfg: NasConfig, ctx: RunContext) -> dict[str, Any]:
@@ -245,11 +263,18 @@ def nas(model: nn.Module, cfg: NasConfig, ctx: RunContext) -> nn.Module:
         if bar is not None:
             bar.close()
     results, ref = found.trials, found.reference
-    front, best = pick(results, cfg, ref)
-    out = build_model(cfg.space.config(best.arch), ctx.data.input_shape, ctx.data.num_classes,
-                      ctx.data.mean, ctx.data.std)
-    state = fit(out, ctx.data.train, config=cfg.retrain, val=ctx.data.val,
-                callbacks=ctx.callbacks(out), stage=ctx.stage, seed=ctx.seed)
+    front, ranked = candidates(results, cfg, ref)
+    finals = []
+    for rank, cand in enumerate(ranked[:cfg.finalists]):
+        net = build_model(cfg.space.config(cand.arch), ctx.data.input_shape,
+                          ctx.data.num_classes, ctx.data.mean, ctx.data.std)
+        name = ctx.stage if cfg.finalists == 1 else f"{ctx.stage} finalist {rank + 1}"
+        st = fit(net, ctx.data.train, config=cfg.retrain, val=ctx.data.val,
+                 callbacks=ctx.callbacks(net), stage=name, seed=ctx.seed)
+        finals.append((cand, net, st))
+    # finalists are compared on the validation split: the test split stays unseen
+    scores = [_validation(net, ctx) for _, net, _ in finals] if len(finals) > 1 else [None]
+    best, out, state = finals[max(range(len(finals)), key=lambda i: scores[i] or 0.0)]
     ctx.record("history", state.history)
     ctx.record("training", state.notes)
     failed = [r for r in results if r.error]
@@ -268,10 +293,24 @@ def nas(model: nn.Module, cfg: NasConfig, ctx: RunContext) -> nn.Module:
                     "seconds": round(r.seconds, 3), "seed": r.seed, "error": r.error,
                     "host": r.environment.get("host")} for r in results],
         "front": front, "picked": best.number, "picked_arch": best.arch,
+        "finalists": [{"number": c.number, "arch": c.arch,
+                       "proxy": c.metrics.get(cfg.objectives[0]),
+                       "retrained_val": score}
+                      for (c, _, _), score in zip(finals, scores, strict=False)],
         "bounds": bounds(cfg, ref),
         "reference": None if ref is None else {"model": cfg.reference, "metrics": ref.metrics,
                                                "error": ref.error}})
     return out
+
+
+def _validation(model: nn.Module, ctx: RunContext) -> float:
+    """A retrained finalist's validation accuracy."""
+    from nnopt.train.fit import evaluate
+
+    if not len(ctx.data.val):
+        raise NnoptError("nas finalists are compared on the validation split, and the data "
+                         "has none: set data.val_fraction > 0 or finalists: 1")
+    return float(evaluate(model, ctx.data.val)["accuracy"])
 
 
 class _TrialBar:

@@ -130,6 +130,17 @@ def search_section(doc: Doc, labels: list[str], records: list[StageRecord], figs
                 f"{k} {'>=' if 'accuracy' in k else '<='} {fmt(k, v)}"
                 for k, v in s["bounds"].items()) + ".")
         doc.table(["trial", "architecture", *names, "trial seconds"], rows)
+        finals = s.get("finalists") or []
+        if len(finals) > 1:
+            doc.p(f"The {len(finals)} best architectures by proxy {s['objectives'][0]} within "
+                  "the constraints were retrained in full; the pick is the best on the "
+                  "validation split:")
+            doc.table(["trial", "architecture", f"proxy {s['objectives'][0]}",
+                       "retrained validation accuracy"],
+                      [[str(f["number"]) + (" (picked)" if f["number"] == s["picked"] else ""),
+                        ", ".join(f"{k}={v}" for k, v in f["arch"].items()),
+                        fmt(s["objectives"][0], f["proxy"]), fmt("accuracy", f["retrained_val"])]
+                       for f in finals])
         _predictor_error(doc, s)
         if len(s["objectives"]) >= 2:
             _front_figure(doc, lab, s, figs)
