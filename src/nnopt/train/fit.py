@@ -149,6 +149,7 @@ def fit(model: nn.Module, train: Split, *, config: TrainConfig, val: Split | Non
     A non-finite loss stops training with a TrainingError naming the stage, epoch and batch.
     """
     seed_everything(seed)
+    task = task if task is not None else model_task(model, config)
     named = type(task).__name__ if task is not None else objective(config)
     task = make_task(config, task, len(train), stage, seed)
     extra = task.setup(model)
@@ -158,6 +159,15 @@ def fit(model: nn.Module, train: Split, *, config: TrainConfig, val: Split | Non
         return state
     finally:
         task.teardown()
+
+
+def model_task(model: nn.Module, config: TrainConfig) -> TrainingTask | None:
+    """The loss a model is defined with (a capsule network's margin loss), when the config
+    asks for plain cross-entropy and nothing that replaces the loss."""
+    own = getattr(getattr(model, "net", model), "training_task", None)
+    plain = config.loss.name == "ce" and not config.mixup and not config.label_smoothing
+    special = any(getattr(config, k) is not None for k in ("coteaching", "elr", "adversarial"))
+    return own() if callable(own) and plain and not special else None
 
 
 def make_task(config: TrainConfig, task: TrainingTask | None, examples: int, stage: str,

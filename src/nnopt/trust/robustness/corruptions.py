@@ -178,6 +178,23 @@ def rotate(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False).clamp(0, 1)
 
 
+@corruption("translate")
+def translate(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
+    """A whole-pixel shift in a random direction (affNIST-style), zeros shifted in."""
+    frac = _pick((0.04, 0.08, 0.12, 0.16, 0.2), s)  # of the image side: 1-6 px at 28
+    n, _, h, w = x.shape
+    r = max(1, round(frac * min(h, w)))
+    angle = torch.rand(n, generator=g).double() * 2 * math.pi
+    dy = torch.round(torch.sin(angle) * r).long()
+    dx = torch.round(torch.cos(angle) * r).long()
+    out = torch.zeros_like(x)
+    for i in range(n):
+        a, b = int(dy[i]), int(dx[i])
+        out[i, :, max(a, 0):h + min(a, 0), max(b, 0):w + min(b, 0)] = \
+            x[i, :, max(-a, 0):h + min(-a, 0), max(-b, 0):w + min(-b, 0)]
+    return out
+
+
 def corrupt(x: torch.Tensor, name: str, severity: int, seed: int = 0) -> torch.Tensor:
     """The corrupted copy of an image batch (N, C, H, W) in [0, 1]; deterministic per seed."""
     if name not in CORRUPTIONS:
