@@ -40,6 +40,8 @@ def tiny_overrides(recipe: Path) -> list[str]:
             sets += [f"stages.{i}.{step}.trials=3", f"stages.{i}.{step}.population=2"]
         if step == "darts":
             sets.append(f"stages.{i}.{step}.limit=64")
+        if step == "wann":
+            sets += [f"stages.{i}.{step}.generations=2", f"stages.{i}.{step}.population=8"]
         sets += [f"stages.{i}.{step}.{path}=1" for path in _epoch_keys(stage[step] or {})]
     options = raw.get("metric_options", {})
     if "robust" in options:  # a few images, short attacks
