@@ -65,6 +65,7 @@ benchmarks: setup data
 	$(BIN)/nnopt run recipes/ssl-compress.yaml --out runs/ssl-compress --quiet
 	$(BIN)/python benchmarks/nas.py front hv ray
 	$(BIN)/python benchmarks/latency_predictor.py
+	$(BIN)/python benchmarks/architectures.py capsnet wann hybrid
 	$(BIN)/nnopt run recipes/darts.yaml --out runs/darts --quiet
 
 clean:

@@ -16,12 +16,14 @@ from nnopt.recipe import Target
 from nnopt.report import Report, load_report
 
 
-def finished_run(recipe: str, out: str | Path) -> Report:
-    """The report of ``recipe`` run into ``out``, running it first unless it already finished."""
+def finished_run(recipe: str, out: str | Path, sets: tuple[str, ...] = ()) -> Report:
+    """The report of ``recipe`` (with ``--set`` overrides) run into ``out``, running it first
+    unless it already finished."""
     out = Path(out)
     if not (out / "results.json").is_file():
+        extra = [a for s in sets for a in ("--set", s)]
         subprocess.run([sys.executable, "-m", "nnopt", "run", recipe, "--out", str(out),
-                        "--quiet"], check=True)
+                        "--quiet", *extra], check=True)
     return load_report(out)
 
 

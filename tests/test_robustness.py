@@ -104,3 +104,15 @@ def test_adversarial_tasks():
     cfg = TrainConfig(epochs=1, adversarial={"eps": 0.1})
     with pytest.raises(TrainingError, match="cannot be combined"):
         fit(model, Split(x, y), config=cfg, task=ClassificationTask())
+
+
+def test_translate_moves_whole_pixels_by_the_severitys_distance():
+    img = torch.zeros(8, 1, 28, 28)
+    img[:, 0, 14, 14] = 1.0
+    for s, r in zip(range(1, 6), (1, 2, 3, 4, 6)):
+        out = corrupt(img, "translate", s, seed=2)
+        assert torch.equal(out.flatten(1).sum(1), torch.ones(8))  # one pixel, moved whole
+        for k in range(8):
+            y, x = (out[k, 0] == 1).nonzero()[0].tolist()
+            dist = ((y - 14) ** 2 + (x - 14) ** 2) ** 0.5
+            assert 0.7 * r - 1e-6 <= dist <= r + 0.71, (s, dist)

@@ -103,10 +103,12 @@ def _diagram(doc: Doc, lab: str, w: dict[str, Any], figs: Path) -> None:
         x, y = pos[f"o{k}"]
         ax.annotate(f"class {k}", (x, y), xytext=(6, 0), textcoords="offset points",
                     fontsize=7, va="center")
+    last = max(depth.values(), default=1)
+    ax.set_xlim(-0.2, last + 0.7)  # room for the class labels inside the axes
     ax.set_axis_off()
     ax.set_title(f"{lab}: {w['connections']} connections, {w['hidden']} hidden nodes; "
                  f"{len(used)} of {w['inputs']} inputs (and bias) used", fontsize=9)
-    ax.legend(fontsize=7, title="activation", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(fontsize=7, title="activation", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     doc.figure(_save(fig, figs / f"wann_network_{lab}.png"), f"{lab}: the found network "
                "(inputs left, outputs right, every connection the same shared weight)")
 
