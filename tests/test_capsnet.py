@@ -77,3 +77,21 @@ def test_fit_trains_with_the_margin_loss_unless_told_otherwise():
     assert state.notes["objective"] == "CapsuleTask"
     assert state.history[-1]["train_loss"] < state.history[0]["train_loss"]
     assert model_task(model, TrainConfig(label_smoothing=0.1)) is None  # the recipe's loss wins
+
+
+def test_capsnet_trains_in_a_recipe_and_deploys_as_int8(tmp_path):
+    from conftest import tiny_raw
+    from nnopt.recipe import resolve
+    from nnopt.runner import run_recipe
+
+    raw = tiny_raw(model={"name": "capsnet", "conv_channels": 4, "kernel_size": 3,
+                          "primary_types": 2, "primary_dim": 4, "class_dim": 4, "decoder": [8]},
+                   stages=[{"train": {"epochs": 1, "batch_size": 32}},
+                           {"quantize": {"method": "ort-static"}}])
+    rep = run_recipe(resolve(raw), tmp_path / "run")
+    assert rep.stages[0].details["training"]["objective"] == "CapsuleTask"
+    fp32, int8 = (st.metrics for st in rep.stages)
+    assert abs(int8["accuracy"] - fp32["accuracy"]) <= 0.1 and "latency_ms/cpu" in int8
+    from nnopt.models.saving import read_spec
+
+    assert read_spec(tmp_path / "run" / "models" / "quantize")["format"] == "nnopt-onnx"

@@ -96,7 +96,6 @@ def test_random_topology_has_the_requested_size_and_is_acyclic():
 
 
 def test_sweep_accuracy_is_the_accuracy_at_each_weight():
-    rng = random.Random(1)
     g = Genome(4, ["linear", "tanh"], [(0, "sin")], {("i0", "h0"), ("h0", "o1"),
                                                      ("i2", "o0"), ("bias", "o1")}, 1)
     x = torch.randn(30, 4, generator=torch.Generator().manual_seed(0))
@@ -107,7 +106,6 @@ def test_sweep_accuracy_is_the_accuracy_at_each_weight():
         model = build_model(g.config(w), (4,), 2)
         with torch.no_grad():
             assert acc == pytest.approx((model(x).argmax(1) == y).double().mean().item())
-    del rng
 
 
 def test_wann_step_reports_and_saves_the_found_network(tmp_path):
