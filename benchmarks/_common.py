@@ -42,6 +42,17 @@ def side_by_side(models: dict[str, Any], data: Any, targets: list[Target], round
     return {t: {k: statistics.median(v) for k, v in per.items()} for t, per in times.items()}
 
 
+def recipe_latency(recipe: str, models: dict[str, Any], target: str = "server",
+                   rounds: int = 5) -> dict[str, float]:
+    """``{model: median ms}`` on one of ``recipe``'s targets, timed side by side on its data."""
+    from nnopt.recipe import load_recipe
+    from nnopt.runner import prepare
+
+    resolved = load_recipe(recipe)
+    data, _ = prepare(resolved)
+    return side_by_side(models, data, resolved.recipe.targets, rounds)[target]
+
+
 class Checks:
     """A benchmark's acceptance checks: one PASS/FAIL line each; ``failures`` collects the rest."""
 

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import sys
 
-from _common import Checks, finished_run, side_by_side
+from _common import Checks, finished_run, recipe_latency
 from nnopt.models.saving import load_model
-from nnopt.recipe import load_recipe
-from nnopt.runner import prepare
 
 SIMILAR_CNN = "model={name: cnn, width: 48, depth: 2, hidden: 144}"
 
@@ -42,9 +40,7 @@ def capsnet(check: Checks) -> None:
                                                (SIMILAR_CNN, "stages.0.train.lr=0.002"))}
     models = {k: load_model(f"runs/{d}/models/train")
               for k, d in (("capsnet", "capsnet"), ("cnn (similar size)", "capsnet-cnn"))}
-    resolved = load_recipe("recipes/capsnet.yaml")
-    data, _ = prepare(resolved)
-    lat = side_by_side(models, data, resolved.recipe.targets, rounds=5)["server"]
+    lat = recipe_latency("recipes/capsnet.yaml", models)
     print("| model | test accuracy | params (inference) | params (all) | ECE | PGD-20 eps 0.1 "
           "| translated | rotated | server latency (ms) | train seconds |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -100,9 +96,7 @@ def hybrid(check: Checks) -> None:
     stages = [(st.name, st, f"runs/hybrid/models/{st.name}") for st in rep.stages]
     stages.append(("convattn", ca.stages[0], "runs/convattn/models/train"))
     models = {name: load_model(path) for name, _, path in stages}
-    resolved = load_recipe("recipes/hybrid.yaml")
-    data, _ = prepare(resolved)
-    lat = side_by_side(models, data, resolved.recipe.targets, rounds=5)["server"]
+    lat = recipe_latency("recipes/hybrid.yaml", models)
     print("| stage | head | test accuracy | NLL | ECE | Brier | params | server latency (ms) "
           "| fit seconds |")
     print("|---|---|---|---|---|---|---|---|---|")

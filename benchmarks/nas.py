@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 
-from _common import Checks, finished_run, side_by_side
+from _common import Checks, finished_run, recipe_latency
 from nnopt.context import RunContext
 from nnopt.models.saving import load_model
 from nnopt.recipe import load_recipe
@@ -42,11 +42,9 @@ def front(check: Checks) -> None:
           f"proxy epoch on {s['budget']['proxy_examples']} images, "
           f"{nas.stages[0].seconds:.0f} s with retraining; picked trial {s['picked']}: "
           f"{s['picked_arch']}")
-    resolved = load_recipe(RECIPE)
-    data, _ = prepare(resolved)
     models = {"nas": load_model("runs/nas/models/nas"),
               "quickstart": load_model("runs/quickstart/models/train")}
-    lat = side_by_side(models, data, resolved.recipe.targets, rounds=7)["server"]
+    lat = recipe_latency(RECIPE, models, rounds=7)
     acc = {"nas": nas.stages[0].metrics["accuracy"],
            "quickstart": next(st for st in qs.stages if st.name == "train").metrics["accuracy"]}
     params = {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}

@@ -43,6 +43,14 @@ class Split:
         return Split(self.x[idx], self.y[idx],
                      None if self.y_clean is None else self.y_clean[idx])
 
+    def subset(self, n: int | None, seed: int) -> Split:
+        """``n`` examples drawn at random under ``seed`` (the split itself when ``n`` is None or
+        not below its size)."""
+        if n is None or n >= len(self):
+            return self
+        return self.take(torch.randperm(len(self), generator=torch.Generator()
+                                        .manual_seed(seed))[:n])
+
 
 @dataclass
 class DataSplits:

@@ -116,10 +116,7 @@ def classical_head(model: nn.Module, cfg: ClassicalHeadConfig, ctx: RunContext) 
                          "quantize/export stages)")
     out = copy.deepcopy(model)
     name = classifier_layer(out)
-    train = ctx.data.train
-    if cfg.limit is not None and cfg.limit < len(train):
-        idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(ctx.seed))
-        train = train.take(idx[:cfg.limit])
+    train = ctx.data.train.subset(cfg.limit, ctx.seed)
     y = train.y.numpy()
     if len(np.unique(y)) < ctx.data.num_classes:
         raise NnoptError(f"the {len(y)} training examples miss some of the "

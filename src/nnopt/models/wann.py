@@ -121,13 +121,13 @@ class Wann(nn.Module):
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         x = x.flatten(1)
-        w = (self.weight if weights is None else weights.view(-1, 1)).to(x.dtype)
+        w = (self.weight if weights is None else weights.reshape(-1)).to(x.dtype)
         cols = list(x.unbind(1)) + [torch.ones_like(x[:, 0])]
 
         def node(srcs: list[int], act: str) -> torch.Tensor:
             z = torch.stack([cols[s] for s in srcs], 1).sum(1) if srcs else \
                 torch.zeros_like(x[:, 0])
-            return ACTIVATIONS[act]((w.squeeze(-1) if w.dim() else w) * z)
+            return ACTIVATIONS[act](w * z)
 
         for _, srcs, act in self.plan:
             cols.append(node(srcs, act))

@@ -274,7 +274,7 @@ def nas(model: nn.Module, cfg: NasConfig, ctx: RunContext) -> nn.Module:
         finals.append((cand, net, st))
     # finalists are compared on the validation split: the test split stays unseen
     scores = [_validation(net, ctx) for _, net, _ in finals] if len(finals) > 1 else [None]
-    best, out, state = finals[max(range(len(finals)), key=lambda i: scores[i] or 0.0)]
+    best, out, state = finals[scores.index(max(scores))] if len(finals) > 1 else finals[0]
     ctx.record("history", state.history)
     ctx.record("training", state.notes)
     failed = [r for r in results if r.error]

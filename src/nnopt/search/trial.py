@@ -15,8 +15,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from nnopt.data.base import DataSplits
 from nnopt.errors import NnoptError, RecipeError
 
@@ -136,10 +134,7 @@ def _evaluate(job: TrialJob) -> tuple[dict[str, float], dict[str, Any]]:
     seed_everything(job.seed)
     model = build_model(cls(**{**job.fixed, **job.arch}), data.input_shape, data.num_classes,
                         data.mean, data.std)
-    train = data.train
-    if job.proxy_limit is not None and job.proxy_limit < len(train):
-        idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(job.seed))
-        train = train.take(idx[:job.proxy_limit])
+    train = data.train.subset(job.proxy_limit, job.seed)
     state = fit(model, train, config=TrainConfig(**job.proxy), val=data.val, seed=job.seed,
                 stage=f"trial {job.number}")
     # objectives are judged on the validation split: the test split stays unseen by the search

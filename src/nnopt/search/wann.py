@@ -23,7 +23,7 @@ from torch import nn
 
 from nnopt.context import RunContext
 from nnopt.errors import NnoptError
-from nnopt.models.wann import ACTIVATIONS, WannConfig
+from nnopt.models.wann import ACTIVATIONS, WannConfig, position
 from nnopt.recipe import Strict
 from nnopt.registry import STEPS
 from nnopt.search.pareto import pareto_ranks
@@ -76,11 +76,7 @@ class Genome:
                       self.next_id)
 
     def position(self, node: str) -> float:
-        if node == "bias" or node.startswith("i"):
-            return -1.0
-        if node.startswith("o"):
-            return float("inf")
-        return float(next(k for k, (i, _) in enumerate(self.hidden) if f"h{i}" == node))
+        return position(node, {f"h{i}": k for k, (i, _) in enumerate(self.hidden)})
 
     def sources(self) -> list[str]:
         return [f"i{k}" for k in range(self.n_in)] + ["bias"] + [f"h{i}" for i, _ in self.hidden]
@@ -185,8 +181,11 @@ def evolve(cfg: WannSearchConfig, x: torch.Tensor, y: torch.Tensor, num_classes:
     pop = [minimal(n_in, num_classes, cfg.init_connections, rng) for _ in range(cfg.population)]
     history: list[dict[str, Any]] = []
     best: tuple[float, int, Genome] | None = None
+    known: dict[int, tuple[Genome, list[float]]] = {}  # kept networks are not measured again
     for gen in range(cfg.generations):
-        scores = [sweep_accuracy(g, x, y, cfg.weights, num_classes) for g in pop]
+        scores = [known[id(g)][1] if id(g) in known and known[id(g)][0] is g else
+                  sweep_accuracy(g, x, y, cfg.weights, num_classes) for g in pop]
+        known = {id(g): (g, s) for g, s in zip(pop, scores)}
         mean = [sum(s) / len(s) for s in scores]
         top = [max(s) for s in scores]
         conns = [len(g.connections) for g in pop]
@@ -203,11 +202,11 @@ def evolve(cfg: WannSearchConfig, x: torch.Tensor, y: torch.Tensor, num_classes:
                         "connections_of_best": conns[i0], "hidden_of_best": len(pop[i0].hidden),
                         "ranked_on": "mean, best accuracy" if by_perf else
                         "mean accuracy, connections"})
-        position = {i: k for k, i in enumerate(order)}
+        place = {i: k for k, i in enumerate(order)}
         children = [pop[i] for i in order[:cfg.elite]]
         while len(children) < cfg.population:
             entrants = rng.sample(range(len(pop)), min(cfg.tournament, len(pop)))
-            parent = pop[min(entrants, key=lambda i: position[i])]
+            parent = pop[min(entrants, key=lambda i: place[i])]
             children.append(mutate(parent, cfg, rng))
         pop = children
         if bar is not None:
@@ -217,12 +216,9 @@ def evolve(cfg: WannSearchConfig, x: torch.Tensor, y: torch.Tensor, num_classes:
     return best[2], history
 
 
-def _flat_split(split: Any, limit: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = split.x, split.y
-    if limit is not None and limit < len(x):
-        idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:limit]
-        x, y = x[idx], y[idx]
-    return x.float(), y
+def _grid(n: int) -> list[float]:
+    """n shared-weight values evenly from -3 to 3, zero left out (every node would see 0)."""
+    return [w for w in (-3 + 6 * k / (n - 1) for k in range(n)) if abs(w) > 1e-9]
 
 
 @STEPS.register("wann", config=WannSearchConfig,
@@ -239,9 +235,9 @@ def wann_step(model: nn.Module, cfg: WannSearchConfig, ctx: RunContext) -> nn.Mo
                          f"{data.train.x.dtype} (token ids?)")
     norm = build_model(WannConfig(), data.input_shape, data.num_classes, data.mean,
                        data.std).normalize
+    fitness = data.train.subset(cfg.limit, ctx.seed)
     with torch.no_grad():
-        x, y = _flat_split(data.train, cfg.limit, ctx.seed)
-        x = norm(x)
+        x, y = norm(fitness.x.float()), fitness.y
     bar = None
     if ctx.progress:
         from tqdm import tqdm
@@ -255,8 +251,7 @@ def wann_step(model: nn.Module, cfg: WannSearchConfig, ctx: RunContext) -> nn.Mo
     judge = data.val if len(data.val) else data.train
     with torch.no_grad():
         xv = norm(judge.x.float())
-    grid = [-3 + 6 * k / (cfg.tune_grid - 1) for k in range(cfg.tune_grid)]
-    grid = [w for w in grid if abs(w) > 1e-9]
+    grid = _grid(cfg.tune_grid)
     tuned = sweep_accuracy(found, xv, judge.y, grid, data.num_classes)
     w_best = grid[max(range(len(grid)), key=lambda k: tuned[k])]
     # the yardstick: random topologies of the same size, judged on the same weights
@@ -267,8 +262,7 @@ def wann_step(model: nn.Module, cfg: WannSearchConfig, ctx: RunContext) -> nn.Mo
     with torch.no_grad():
         xt = norm(data.test.x.float())
     yt, k = data.test.y, data.num_classes
-    curve = [-3 + 6 * i / 48 for i in range(49)]
-    curve = [w for w in curve if abs(w) > 1e-9]
+    curve = _grid(49)
     out = build_model(found.config(w_best), data.input_shape, data.num_classes, data.mean,
                       data.std)
     ctx.record("wann", {

@@ -26,9 +26,7 @@ class NoiseMonitor(Callback):
     def __init__(self, train: Split, data: DataSplits, batch_size: int = 1000) -> None:
         if train.y_clean is None:
             raise ValueError("NoiseMonitor needs a training split with clean labels (y_clean)")
-        if len(train) > MAX_TRAIN:
-            train = train.take(torch.randperm(len(train), generator=torch.Generator()
-                                              .manual_seed(0))[:MAX_TRAIN])
+        train = train.subset(MAX_TRAIN, 0)
         self.train, self.test, self.batch_size = train, data.test, batch_size
         self.wrong = train.y != train.y_clean
 
