@@ -4,7 +4,7 @@ from scratch use the same draw) and to the 10% protocol (6,000 labels, seed 0, 3
 epochs instead of 150: as many steps as 300 epochs on 600 labels). Pre-training runs once: its
 seed is not varied (it costs most of the run on this machine).
 
-    python benchmarks/selfsup.py [--out runs/ssl-bench]
+    python benchmarks/selfsup.py [--out runs/ssl-bench] [--recipe recipes/ssl.yaml]
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ RECIPE = Path("recipes/ssl.yaml")
 SEEDS = (0, 1, 2)
 
 
-def bench_recipe(out: Path) -> Path:
+def bench_recipe(out: Path, recipe: Path = RECIPE) -> Path:
     """ssl.yaml with its few-label stages repeated for every label seed and for 10% labels."""
-    raw = yaml.safe_load(RECIPE.read_text())
+    raw = yaml.safe_load(recipe.read_text())
     pre = [s for s in raw["stages"] if "pretrain" in s]
     few = [s for s in raw["stages"] if "finetune" in s]
     stages = list(pre)
@@ -49,8 +49,10 @@ def bench_recipe(out: Path) -> Path:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/ssl-bench")
-    out = Path(ap.parse_args().out)
-    report = finished_run(str(bench_recipe(out)), out / "run")
+    ap.add_argument("--recipe", default=str(RECIPE), help="a variant of recipes/ssl.yaml")
+    args = ap.parse_args()
+    out = Path(args.out)
+    report = finished_run(str(bench_recipe(out, Path(args.recipe))), out / "run")
     table: dict[tuple[int, str], list[float]] = {}
     knn = None
     for s in report.stages:

@@ -180,3 +180,69 @@ def test_augmented_finetuning_trains_on_seeded_views():
         assert out["output"].shape == (4, 3) and out["loss"].ndim == 0
     assert not torch.equal(seen[0], x) and torch.equal(seen[0], seen[1])
     assert torch.equal(seen[0], augment(x, cfg, torch.Generator().manual_seed(3)))
+
+
+def _shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """x moved by whole pixels (content towards +dy, +dx), zeros coming in."""
+    out = torch.zeros_like(x)
+    h, w = x.shape[-2:]
+    out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        x[..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def test_augment_shifts_by_whole_pixels_without_blur():
+    x = torch.rand(32, 1, 8, 8)
+    x[0, 0, 0, 0] = 0  # the batch's range holds the zeros that come in
+    cfg = AugmentConfig(crop=None, flip=0, translate=0.25, jitter=0)
+    out = augment(x, cfg, torch.Generator().manual_seed(0))
+    shifts = set()
+    for i in range(len(x)):  # each view is an exact whole-pixel shift of its image
+        match = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5)
+                 if torch.allclose(out[i], _shifted(x[i], dy, dx), atol=1e-5)]
+        assert match, f"view {i} is not a whole-pixel shift"
+        shifts.add(match[0])
+    assert len(shifts) > 5  # and the shifts vary
+
+
+def test_fixmatch_loss_by_hand():
+    from nnopt.learn.selfsup.fixmatch import fixmatch_loss
+
+    logits_l, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
+    weak = torch.tensor([[5.0, 0.0], [0.2, 0.0], [0.0, 6.0]])  # confident, unsure, confident
+    strong = torch.tensor([[1.0, 0.0], [3.0, 3.0], [1.0, 1.0]])
+    loss, mask = fixmatch_loss(logits_l, y, weak, strong, threshold=0.95, weight=0.5)
+    assert mask.tolist() == [1.0, 0.0, 1.0]
+    sup = (math.log(1 + math.exp(-2)) + math.log(1 + math.exp(-1))) / 2
+    unl = (math.log(1 + math.exp(-1)) + 0 + math.log(2)) / 3  # mean over all 3
+    assert loss.item() == pytest.approx(sup + 0.5 * unl, rel=1e-6)
+
+
+def test_fixmatch_trains_on_views_of_the_pool_and_never_reads_its_labels():
+    from nnopt.learn.selfsup.fixmatch import FixmatchConfig, FixmatchTask
+
+    batches = []
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    model.register_forward_pre_hook(lambda m, args: batches.append(args[0].clone()))
+    pool = torch.rand(50, 1, 4, 4)
+    task = FixmatchTask(FixmatchConfig(ratio=2, threshold=0.3), pool, seed=0)
+    x, y = torch.rand(4, 1, 4, 4), torch.tensor([0, 1, 2, 0])
+    out = task(model, x, y)
+    assert batches[0].shape == (4 + 2 * 8, 1, 4, 4)  # labelled + weak and strong of 8 drawn
+    assert out["output"].shape == (4, 3) and out["loss"].requires_grad
+    assert len(task.rates) == 1 and 0 <= task.mask_rate() <= 1
+    out["loss"].backward()  # the gradient flows (through the strong views and labelled batch)
+    assert model[1].weight.grad.abs().sum() > 0
+
+
+def test_finetune_with_fixmatch_in_a_recipe(tmp_path):
+    raw = tiny_raw(model={"name": "cnn", "width": 4, "hidden": 16})
+    raw["stages"] = [{"finetune": {"labels": 20, "train": {"epochs": 2, "batch_size": 8},
+                                   "fixmatch": {"ratio": 2, "threshold": 0.5}}}]
+    (stage,) = run_recipe(resolve(raw), tmp_path).stages
+    fm = stage.details["finetune"]["fixmatch"]
+    assert fm["ratio"] == 2 and fm["unlabelled"] > 20 and 0 <= fm["mask_rate_last_epoch"] <= 1
+    assert "FixMatch on" in (tmp_path / "report.md").read_text()
+    raw["stages"][0]["finetune"]["augment"] = {"flip": 0.5}
+    with pytest.raises(Exception, match="fixmatch makes the labelled view"):
+        resolve(raw)

@@ -108,12 +108,16 @@ def training_curves(points: list[Point], path: Path) -> Path | None:
         if "val_accuracy" in p.history[0]:
             ax_a.plot(ep, [100 * h["val_accuracy"] for h in p.history], ls="--",
                       label=f"{p.label}: val")
-    ax_l.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax_l.set(xlabel="epoch", ylabel="training loss", title="loss")
     ax_a.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_l, ax_a):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        else:  # e.g. self-supervised pre-training: a loss, no accuracy
+            ax.text(0.5, 0.5, "not recorded by these stages", ha="center", va="center",
+                    transform=ax.transAxes, color="gray")
     return _save(fig, path)
 
 

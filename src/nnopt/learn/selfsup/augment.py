@@ -2,7 +2,8 @@
 1-D signals (N, C, L). Every draw comes from the ``torch.Generator`` passed in, so a seed repeats
 the views exactly; shapes are kept and the values stay within the input batch's range.
 
-Images: random resized crop and affine (rotation, translation, scale) in one resampling,
+Images: random resized crop and affine (rotation, translation, scale) in one resampling
+(without crop or rotation, shifts are whole pixels: an exact copy, not a blurred one),
 horizontal flip, brightness/contrast jitter, Gaussian noise, random erasing. Signals: the same
 ideas along the time axis (crop-and-resize, shift, reversal, amplitude jitter, noise, erasing).
 """
@@ -49,6 +50,9 @@ def _geometry(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.
     room = 1 - scale
     tx = _uniform(n, -1, 1, g) * (room + 2 * cfg.translate)
     ty = _uniform(n, -1, 1, g) * (room + 2 * cfg.translate)
+    if cfg.crop is None and not cfg.rotate:  # shifts by whole samples: no resampling blur
+        tx = torch.round(tx * x.shape[-1] / 2) * 2 / x.shape[-1]
+        ty = torch.round(ty * x.shape[-2] / 2) * 2 / x.shape[-2]
     flip = torch.where(torch.rand(n, generator=g) < cfg.flip, -1.0, 1.0)
     theta = torch.zeros(n, 2, 3)
     if angle is None:

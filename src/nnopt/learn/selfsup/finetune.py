@@ -1,8 +1,10 @@
 """The ``finetune`` step: learning from few labels. A seeded, class-balanced subset of the
 training split keeps its labels (a share or a count); the model then either gets a linear probe
 (a logistic regression on its frozen embeddings, installed as its classifier) or is fine-tuned
-end to end. Applied to the untrained model (``from: input``) it is supervised training from
-scratch on the same labels, the baseline every self-supervised route is compared with.
+end to end, optionally on augmented views or semi-supervised (``fixmatch``: the other training
+inputs, without their labels, through FixMatch's consistency term). Applied to the untrained
+model (``from: input``) it is training from scratch on the same labels, the baseline every
+self-supervised route is compared with.
 
 No validation split is used: with a few hundred labels, a validation split of thousands of
 labels would be more supervision than the training set, so the last epoch is kept.
@@ -14,13 +16,14 @@ import copy
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from nnopt.context import RunContext
 from nnopt.errors import NnoptError
 from nnopt.learn.selfsup.augment import AugmentConfig, augment
 from nnopt.learn.selfsup.embedding import ProbeConfig, classifier, embed, linear_probe
+from nnopt.learn.selfsup.fixmatch import FixmatchConfig, FixmatchTask
 from nnopt.measure.base import is_artifact
 from nnopt.recipe import Strict
 from nnopt.registry import STEPS
@@ -43,6 +46,18 @@ class FinetuneConfig(Strict):
                                description="full mode (last epoch kept: no validation)")
     augment: AugmentConfig | None = Field(None, description="full mode: a random view of "
                                           "each labelled example per step (off if unset)")
+    fixmatch: FixmatchConfig | None = Field(None, description="full mode: semi-supervised "
+                                            "fine-tuning, FixMatch on the training inputs "
+                                            "without their labels (off if unset)")
+
+    @model_validator(mode="after")
+    def _one_view(self) -> FinetuneConfig:
+        if self.fixmatch is not None and self.augment is not None:
+            raise ValueError("fixmatch makes the labelled view itself (fixmatch.weak); remove "
+                             "augment")
+        if self.mode == "probe" and (self.fixmatch is not None or self.augment is not None):
+            raise ValueError("augment and fixmatch apply to mode 'full', not to the probe")
+        return self
 
 
 class AugmentedTask(ClassificationTask):
@@ -101,7 +116,11 @@ def finetune(model: nn.Module, cfg: FinetuneConfig, ctx: RunContext) -> nn.Modul
             head.bias.copy_(b)
         info["probe"] = cfg.probe.model_dump()
     else:
-        task = AugmentedTask(cfg.augment, seed) if cfg.augment is not None else None
+        task: ClassificationTask | FixmatchTask | None = None
+        if cfg.fixmatch is not None:  # the pool is every training input, its labels unread
+            task = FixmatchTask(cfg.fixmatch, train.x, seed)
+        elif cfg.augment is not None:
+            task = AugmentedTask(cfg.augment, seed)
         state = fit(out, subset, config=cfg.train, task=task, callbacks=ctx.callbacks(out),
                     stage=ctx.stage, seed=ctx.seed)
         ctx.record("history", state.history)
@@ -109,5 +128,8 @@ def finetune(model: nn.Module, cfg: FinetuneConfig, ctx: RunContext) -> nn.Modul
         info["train"] = {"epochs": cfg.train.epochs, "lr": cfg.train.lr,
                          "batch_size": cfg.train.batch_size,
                          "augment": cfg.augment.model_dump() if cfg.augment else None}
+        if isinstance(task, FixmatchTask):
+            info["fixmatch"] = {**cfg.fixmatch.model_dump(), "unlabelled": len(train),
+                                "mask_rate_last_epoch": task.mask_rate(state.batches_per_epoch)}
     ctx.record("finetune", info)
     return out

@@ -26,7 +26,14 @@ def protocol(s: StageRecord) -> str:
                 f"full fine-tuning ({fine['train']['epochs']} epochs, lr "
                 f"{fine['train']['lr']:g}"
                 + (", augmented views" if fine["train"].get("augment") else "") + ")")
-        start = ("supervised from scratch: " if s.details.get("from") == "input" else "")
+        if fine.get("fixmatch"):
+            fm = fine["fixmatch"]
+            what += (f" + FixMatch on {fm['unlabelled']} unlabelled inputs (ratio {fm['ratio']}, "
+                     f"threshold {fm['threshold']:g}; {100 * fm['mask_rate_last_epoch']:.0f}% "
+                     "of pseudo-labels confident in the last epoch)")
+        start = "" if s.details.get("from") != "input" else (
+            "semi-supervised from scratch: " if fine.get("fixmatch") else
+            "supervised from scratch: ")
         return f"{start}{what} on {fine['labels']} labels (seed {fine['label_seed']})"
     return ""
 
