@@ -211,14 +211,19 @@ def test_fixmatch_loss_by_hand():
     logits_l, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
     weak = torch.tensor([[5.0, 0.0], [0.2, 0.0], [0.0, 6.0]])  # confident, unsure, confident
     strong = torch.tensor([[1.0, 0.0], [3.0, 3.0], [1.0, 1.0]])
+    weak.requires_grad_()
+    strong.requires_grad_()
     loss, mask = fixmatch_loss(logits_l, y, weak, strong, threshold=0.95, weight=0.5)
     assert mask.tolist() == [1.0, 0.0, 1.0]
     sup = (math.log(1 + math.exp(-2)) + math.log(1 + math.exp(-1))) / 2
-    unl = (math.log(1 + math.exp(-1)) + 0 + math.log(2)) / 3  # mean over all 3
+    # pseudo-labels 0 and 1 for the confident two; the unsure one counts as 0 in the mean of 3
+    unl = (math.log(1 + math.exp(-1)) + math.log(2)) / 3
     assert loss.item() == pytest.approx(sup + 0.5 * unl, rel=1e-6)
+    loss.backward()
+    assert weak.grad is None and strong.grad is not None  # none through the pseudo-labels
 
 
-def test_fixmatch_trains_on_views_of_the_pool_and_never_reads_its_labels():
+def test_fixmatch_step_sees_the_labelled_batch_and_two_views_of_pool_images():
     from nnopt.learn.selfsup.fixmatch import FixmatchConfig, FixmatchTask
 
     batches = []
@@ -229,6 +234,8 @@ def test_fixmatch_trains_on_views_of_the_pool_and_never_reads_its_labels():
     x, y = torch.rand(4, 1, 4, 4), torch.tensor([0, 1, 2, 0])
     out = task(model, x, y)
     assert batches[0].shape == (4 + 2 * 8, 1, 4, 4)  # labelled + weak and strong of 8 drawn
+    weak, strong = batches[0][4:12], batches[0][12:]
+    assert not torch.equal(weak, strong)  # two different views of the same 8 draws
     assert out["output"].shape == (4, 3) and out["loss"].requires_grad
     assert len(task.rates) == 1 and 0 <= task.mask_rate() <= 1
     out["loss"].backward()  # the gradient flows (through the strong views and labelled batch)

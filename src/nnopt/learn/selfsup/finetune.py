@@ -1,8 +1,8 @@
 """The ``finetune`` step: learning from few labels. A seeded, class-balanced subset of the
 training split keeps its labels (a share or a count); the model then either gets a linear probe
 (a logistic regression on its frozen embeddings, installed as its classifier) or is fine-tuned
-end to end, optionally on augmented views or semi-supervised (``fixmatch``: the other training
-inputs, without their labels, through FixMatch's consistency term). Applied to the untrained
+end to end, optionally on augmented views or semi-supervised (``fixmatch``: all training inputs,
+without their labels, through FixMatch's consistency term). Applied to the untrained
 model (``from: input``) it is training from scratch on the same labels, the baseline every
 self-supervised route is compared with.
 
