@@ -1,5 +1,6 @@
-"""Helpers of the benchmark scripts: a finished run (run once if missing) and side-by-side
-latency (models timed alternately over rounds, medians)."""
+"""Helpers of the benchmark scripts: a finished run (run once if missing), side-by-side
+latency (models timed alternately over rounds, medians), acceptance checks and the parts a
+script runs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from nnopt.measure import Measurement
@@ -63,3 +65,17 @@ class Checks:
         print(("PASS " if ok else "FAIL ") + text)
         if not ok:
             self.failures.append(text)
+
+
+def run_parts(parts: dict[str, Callable[[Checks], None]]) -> int:
+    """Run the parts named on the command line (all, in order, by default) with one Checks;
+    the exit status is 1 if any check failed."""
+    names = sys.argv[1:] or list(parts)
+    unknown = [n for n in names if n not in parts]
+    if unknown:
+        raise SystemExit(f"unknown part {', '.join(unknown)}; parts: {', '.join(parts)}")
+    check = Checks()
+    for name in names:
+        parts[name](check)
+        print()
+    return 1 if check.failures else 0

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 
-from _common import Checks, finished_run, recipe_latency
+from _common import Checks, finished_run, recipe_latency, run_parts
 from nnopt.models.saving import load_model
 
 SIMILAR_CNN = "model={name: cnn, width: 48, depth: 2, hidden: 144}"
@@ -118,12 +118,7 @@ def hybrid(check: Checks) -> None:
 
 
 def main() -> int:
-    parts = sys.argv[1:] or ["capsnet", "wann", "hybrid"]
-    check = Checks()
-    for part in parts:
-        {"capsnet": capsnet, "wann": wann, "hybrid": hybrid}[part](check)
-        print()
-    return 1 if check.failures else 0
+    return run_parts({"capsnet": capsnet, "wann": wann, "hybrid": hybrid})
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 
-from _common import Checks, finished_run, recipe_latency
+from _common import Checks, finished_run, recipe_latency, run_parts
 from nnopt.context import RunContext
 from nnopt.models.saving import load_model
 from nnopt.recipe import load_recipe
@@ -128,12 +128,7 @@ def ray(check: Checks) -> None:
 
 
 def main() -> int:
-    parts = sys.argv[1:] or ["front", "hv", "ray"]
-    check = Checks()
-    for part in parts:
-        {"front": front, "hv": hv, "ray": ray}[part](check)
-        print()
-    return 1 if check.failures else 0
+    return run_parts({"front": front, "hv": hv, "ray": ray})
 
 
 if __name__ == "__main__":

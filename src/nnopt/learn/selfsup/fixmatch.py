@@ -73,9 +73,6 @@ class FixmatchTask(TrainingTask):
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  index: torch.Tensor | None = None) -> dict[str, Any]:
-        if not model.training:
-            out = model(x)
-            return {"loss": F.cross_entropy(out, y), "output": out}
         cfg, n = self.cfg, len(x)
         u = self.pool[torch.randint(len(self.pool), (cfg.ratio * n,), generator=self.gen)]
         views = torch.cat([augment(x, cfg.weak, self.gen), augment(u, cfg.weak, self.gen),
