@@ -253,3 +253,24 @@ def test_finetune_with_fixmatch_in_a_recipe(tmp_path):
     raw["stages"][0]["finetune"]["augment"] = {"flip": 0.5}
     with pytest.raises(Exception, match="fixmatch makes the labelled view"):
         resolve(raw)
+
+
+def test_nt_xent_keeps_fp32_similarities_under_bf16_autocast():
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(16, 8, generator=g), torch.randn(16, 8, generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = nt_xent(z1, z2, 0.1)
+    assert low.dtype == torch.float32
+    assert low.item() == pytest.approx(nt_xent(z1, z2, 0.1).item(), rel=1e-6)
+
+
+def test_protocol_names_bf16_training():
+    from nnopt.learn.selfsup.report import protocol
+    from nnopt.report.model import StageRecord
+
+    pre = {"method": "simclr", "epochs": 3, "examples": 100}
+    plain = StageRecord("pretrain", "pretrain", 1.0, None, {}, {"pretrain": pre})
+    low = StageRecord("pretrain", "pretrain", 1.0, None, {},
+                      {"pretrain": {**pre, "precision": "bf16"}})
+    assert protocol(plain) == "simclr pre-training, 3 epochs on 100 unlabelled inputs"
+    assert protocol(low) == "simclr pre-training (bf16 autocast), 3 epochs on 100 unlabelled inputs"

@@ -129,3 +129,61 @@ def test_predict_restores_training_mode():
     model.train()
     a = predict(model, torch.ones(4, 2))
     assert model.training and torch.equal(a, predict(model, torch.ones(4, 2)))
+
+
+class Probe(ClassificationTask):
+    """Cross-entropy that records the dtype of the logits and the weights' memory format."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dtypes: set[torch.dtype] = set()
+        self.channels_last: set[bool] = set()
+
+    def __call__(self, model, x, y, index=None):
+        out = super().__call__(model, x, y, index)
+        self.dtypes.add(out["output"].dtype)
+        self.channels_last.add(
+            model[0].weight.is_contiguous(memory_format=torch.channels_last))
+        return out
+
+
+def conv_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, 3))
+
+
+def images(n: int = 64) -> Split:
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (n,), generator=g)
+    return Split(torch.rand(n, 1, 6, 6, generator=g) + y.view(-1, 1, 1, 1).float(), y)
+
+
+def test_bf16_trains_under_autocast_with_fp32_weights():
+    model, task = conv_net(), Probe()
+    params = list(model.parameters())
+    cfg = TrainConfig(epochs=30, lr=0.05)
+    state = fit(model, images(), config=cfg.model_copy(update={"precision": "bf16"}), task=task)
+    assert task.dtypes == {torch.bfloat16}  # the forward pass ran in bf16
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(p is q for p, q in zip(params, model.parameters()))
+    plain = Probe()
+    ref = fit(conv_net(), images(), config=cfg, task=plain)
+    assert plain.dtypes == {torch.float32}
+    # the same descent as fp32, to bf16's precision (about 3 significant digits)
+    first, last = ref.history[0]["train_loss"], ref.history[-1]["train_loss"]
+    assert last < 0.8 * first
+    assert state.history[-1]["train_loss"] == pytest.approx(last, rel=0.01)
+
+
+def test_channels_last_trains_in_that_format_and_restores_the_default():
+    model, task = conv_net(), Probe()
+    cfg = TrainConfig(epochs=2, lr=0.05, batch_size=16, channels_last=True)
+    fit(model, images(), config=cfg, task=task)
+    assert task.channels_last == {True}
+    assert model[0].weight.is_contiguous()  # what safetensors and export expect
+    # the memory format changes the layout, not the arithmetic: the same training either way
+    ref = conv_net()
+    fit(ref, images(), config=cfg.model_copy(update={"channels_last": False}))
+    assert all(torch.allclose(p, q, atol=1e-5) for p, q in zip(model.parameters(),
+                                                                ref.parameters()))

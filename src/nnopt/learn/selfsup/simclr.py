@@ -22,8 +22,9 @@ from nnopt.train.task import TrainingTask
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     """NT-Xent of the paired rows of z1 and z2 (N, d)."""
     n = len(z1)
-    z = F.normalize(torch.cat([z1, z2]), dim=1)
-    sim = z @ z.T / temperature
+    with torch.autocast(z1.device.type, enabled=False):  # fp32 similarities under bf16 training
+        z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+        sim = z @ z.T / temperature
     sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
     partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
     return F.cross_entropy(sim, partner)
