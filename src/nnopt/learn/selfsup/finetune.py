@@ -126,7 +126,7 @@ def finetune(model: nn.Module, cfg: FinetuneConfig, ctx: RunContext) -> nn.Modul
         ctx.record("history", state.history)
         ctx.record("training", state.notes)
         info["train"] = {"epochs": cfg.train.epochs, "lr": cfg.train.lr,
-                         "batch_size": cfg.train.batch_size,
+                         "batch_size": cfg.train.batch_size, "precision": cfg.train.precision,
                          "augment": cfg.augment.model_dump() if cfg.augment else None}
         if isinstance(task, FixmatchTask):
             info["fixmatch"] = {**cfg.fixmatch.model_dump(), "unlabelled": len(train),

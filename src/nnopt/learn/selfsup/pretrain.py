@@ -113,7 +113,7 @@ def pretrain(model: nn.Module, cfg: PretrainConfig, ctx: RunContext) -> nn.Modul
                 stage=ctx.stage, seed=ctx.seed)
     ctx.record("history", state.history)
     ctx.record("pretrain", {"method": cfg.method, "examples": len(train),
-                            "epochs": len(state.history),
+                            "epochs": len(state.history), "precision": cfg.train.precision,
                             "monitor_labels": min(cfg.monitor_labels, len(train)),
                             "monitor_probe": cfg.monitor_probe.model_dump(),
                             **{k: state.last[k] for k in ("knn_accuracy", "probe_accuracy",

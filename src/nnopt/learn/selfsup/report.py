@@ -18,14 +18,16 @@ from nnopt.report.render import Doc, fmt, register_section
 def protocol(s: StageRecord) -> str:
     pre, fine = s.details.get("pretrain"), s.details.get("finetune")
     if pre:
-        return (f"{pre['method']} pre-training, {pre['epochs']} epochs on {pre['examples']} "
-                "unlabelled inputs")
+        bf16 = " (bf16 autocast)" if pre.get("precision") == "bf16" else ""
+        return (f"{pre['method']} pre-training{bf16}, {pre['epochs']} epochs on "
+                f"{pre['examples']} unlabelled inputs")
     if fine:
         what = (f"linear probe (lr {fine['probe']['lr']:g}, {fine['probe']['epochs']} steps)"
                 if fine["mode"] == "probe" else
                 f"full fine-tuning ({fine['train']['epochs']} epochs, lr "
                 f"{fine['train']['lr']:g}"
-                + (", augmented views" if fine["train"].get("augment") else "") + ")")
+                + (", augmented views" if fine["train"].get("augment") else "")
+                + (", bf16 autocast" if fine["train"].get("precision") == "bf16" else "") + ")")
         if fine.get("fixmatch"):
             fm = fine["fixmatch"]
             what += (f" + FixMatch on {fm['unlabelled']} unlabelled inputs (ratio {fm['ratio']}, "
