@@ -108,6 +108,18 @@ def test_cosine_and_step_schedules_follow_their_formulas():
     assert f(4) == pytest.approx(0.5) and f(15) == 1.0 and f(25) == pytest.approx(0.1)
 
 
+def test_lr_scale_gives_parameters_a_multiple_of_the_learning_rate():
+    a, b, c = (nn.Parameter(torch.ones(2)) for _ in range(3))
+    cfg = TrainConfig(optimizer="sgd", lr=0.5, momentum=0.0, schedule="none")
+    opt = make_optimizer([a, b, c], cfg, lr_scale={a: 0.1, c: 0.1})
+    assert [g["lr"] for g in opt.param_groups] == [0.5, pytest.approx(0.05)]
+    assert [len(g["params"]) for g in opt.param_groups] == [1, 2]  # b first: cfg.lr's group
+    (a.sum() + b.sum() + c.sum()).backward()
+    opt.step()  # plain SGD: w <- w - lr * scale * grad, the gradient being 1
+    assert torch.allclose(b, torch.full((2,), 0.5)) and torch.allclose(a, torch.full((2,), 0.95))
+    assert len(make_optimizer([a, b], cfg).param_groups) == 1
+
+
 def test_label_smoothing_matches_its_formula():
     torch.manual_seed(0)
     logits, y, eps = torch.randn(5, 4), torch.tensor([0, 1, 2, 3, 0]), 0.2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -119,13 +119,20 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 1000) -> dict[str
             "loss": F.cross_entropy(logits, split.y).item()}
 
 
-def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig,
+                   lr_scale: Mapping[nn.Parameter, float] | None = None) -> torch.optim.Optimizer:
+    """The optimiser of ``cfg`` over ``params``; ``lr_scale`` gives some parameters a multiple
+    of cfg.lr (one parameter group per multiple, the cfg.lr group first)."""
+    scale = dict(lr_scale or {})
+    factors = sorted({scale.get(p, 1.0) for p in params}, key=lambda f: (f != 1.0, f))
+    groups = [{"params": [p for p in params if scale.get(p, 1.0) == f], "lr": cfg.lr * f}
+              for f in factors]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
                                nesterov=cfg.nesterov and cfg.momentum > 0,
                                weight_decay=cfg.weight_decay)
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return cls(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
@@ -149,8 +156,11 @@ def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch:
 
 def fit(model: nn.Module, train: Split, *, config: TrainConfig, val: Split | None = None,
         task: TrainingTask | None = None, callbacks: Sequence[Callback] = (),
-        stage: str = "train", seed: int = 0) -> FitState:
+        stage: str = "train", seed: int = 0,
+        lr_scale: Mapping[nn.Parameter, float] | None = None) -> FitState:
     """Train ``model`` in place; return the FitState with per-epoch history and notes.
+    ``lr_scale`` trains the parameters it names at a multiple of config.lr (discriminative
+    learning rates: a pre-trained encoder slower than a new classifier).
 
     A non-finite loss stops training with a TrainingError naming the stage, epoch and batch.
     """
@@ -162,7 +172,7 @@ def fit(model: nn.Module, train: Split, *, config: TrainConfig, val: Split | Non
     if config.channels_last:
         model.to(memory_format=torch.channels_last)  # 4-D weights only; the same Parameters
     try:
-        state = _fit(model, train, config, val, task, extra, callbacks, stage, seed)
+        state = _fit(model, train, config, val, task, extra, callbacks, stage, seed, lr_scale)
         state.notes["objective"] = named
         return state
     finally:
@@ -207,11 +217,11 @@ def make_task(config: TrainConfig, task: TrainingTask | None, examples: int, sta
 
 def _fit(model: nn.Module, train: Split, config: TrainConfig, val: Split | None,
          task: TrainingTask, extra: list[nn.Module], callbacks: Sequence[Callback], stage: str,
-         seed: int) -> FitState:
+         seed: int, lr_scale: Mapping[nn.Parameter, float] | None) -> FitState:
     params = [p for m in [model, *extra] for p in m.parameters() if p.requires_grad]
     if not params:
         raise TrainingError(f"stage '{stage}': the model has no trainable parameters")
-    opt = make_optimizer(params, config)
+    opt = make_optimizer(params, config, lr_scale)
     device = params[0].device.type
     gen = torch.Generator().manual_seed(seed)
     n_batches = sum(1 for _ in batches(len(train), config.batch_size, None))

@@ -44,6 +44,9 @@ class FinetuneConfig(Strict):
     probe: ProbeConfig = Field(default_factory=ProbeConfig, description="probe mode")
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=30, select_best=False),
                                description="full mode (last epoch kept: no validation)")
+    encoder_lr: float = Field(1.0, gt=0, description="full mode: the learning rate of every "
+                              "layer but the classifier, as a multiple of train.lr (below 1: "
+                              "the pre-trained encoder moves slower than its new classifier)")
     augment: AugmentConfig | None = Field(None, description="full mode: a random view of "
                                           "each labelled example per step (off if unset)")
     fixmatch: FixmatchConfig | None = Field(None, description="full mode: semi-supervised "
@@ -121,12 +124,15 @@ def finetune(model: nn.Module, cfg: FinetuneConfig, ctx: RunContext) -> nn.Modul
             task = FixmatchTask(cfg.fixmatch, train.x, seed)
         elif cfg.augment is not None:
             task = AugmentedTask(cfg.augment, seed)
+        head = set(classifier(out).parameters())
+        scale = {p: cfg.encoder_lr for p in out.parameters() if p not in head}
         state = fit(out, subset, config=cfg.train, task=task, callbacks=ctx.callbacks(out),
-                    stage=ctx.stage, seed=ctx.seed)
+                    stage=ctx.stage, seed=ctx.seed, lr_scale=scale)
         ctx.record("history", state.history)
         ctx.record("training", state.notes)
         info["train"] = {"epochs": cfg.train.epochs, "lr": cfg.train.lr,
-                         "batch_size": cfg.train.batch_size, "precision": cfg.train.precision,
+                         "encoder_lr": cfg.encoder_lr, "batch_size": cfg.train.batch_size,
+                         "precision": cfg.train.precision,
                          "augment": cfg.augment.model_dump() if cfg.augment else None}
         if isinstance(task, FixmatchTask):
             info["fixmatch"] = {**cfg.fixmatch.model_dump(), "unlabelled": len(train),
