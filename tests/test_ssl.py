@@ -17,16 +17,17 @@ from nnopt.learn.selfsup.embedding import (
     ProbeConfig,
     classifier,
     embed,
+    embed_batch,
     embedding_std,
     knn_predict,
     linear_probe,
 )
-from nnopt.learn.selfsup.finetune import labelled_subset
+from nnopt.learn.selfsup.finetune import FinetuneConfig, labelled_subset
 from nnopt.learn.selfsup.masked import patch_mask
-from nnopt.learn.selfsup.simclr import nt_xent
+from nnopt.learn.selfsup.simclr import SimclrTask, multi_view_nt_xent, nt_xent
 from nnopt.learn.selfsup.simsiam import simsiam_loss
 from nnopt.recipe import resolve
-from nnopt.runner import run_recipe
+from nnopt.runner import prepare, run_recipe
 
 
 def test_nt_xent_matches_the_paper_formula_by_hand():
@@ -45,6 +46,32 @@ def test_nt_xent_matches_the_paper_formula_by_hand():
 def test_nt_xent_is_low_for_matching_views_and_high_for_swapped_ones():
     z = torch.eye(8)
     assert nt_xent(z, z, 0.1) < nt_xent(z, z.roll(1, 0), 0.1)
+
+
+def test_multi_crop_pairs_every_view_with_the_main_views_only():
+    z = [torch.randn(5, 3, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    assert multi_view_nt_xent(z[:2], 2, 0.3) == nt_xent(z[0], z[1], 0.3)
+    pairs = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3)]  # no (2, 3): both are local views
+    expected = sum(nt_xent(z[i], z[j], 0.3) for i, j in pairs) / len(pairs)
+    assert multi_view_nt_xent(z, 2, 0.3).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_simclr_task_makes_main_then_local_views_from_its_seed():
+    main_cfg, local_cfg = AugmentConfig(crop=(0.8, 1.0)), AugmentConfig(crop=(0.1, 0.2))
+    seen = []
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 6), nn.ReLU(), nn.Linear(6, 3))
+    model.register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()))
+    task = SimclrTask(main_cfg, 0.5, 4, seed=7, local_views=2, local_augment=local_cfg)
+    task.setup(model)
+    x = torch.rand(5, 1, 4, 4)
+    loss = task(model, x, torch.zeros(5, dtype=torch.long))["loss"]
+    g = torch.Generator().manual_seed(7)
+    views = [augment(x, c, g) for c in (main_cfg, main_cfg, local_cfg, local_cfg)]
+    assert torch.equal(seen[0], torch.cat(views))
+    with torch.no_grad():  # the same views through the same (training-mode) head
+        z = task.head(embed_batch(model, torch.cat(views))).split(5)
+    assert loss.item() == pytest.approx(multi_view_nt_xent(list(z), 2, 0.5).item(), rel=1e-6)
+    assert loss.item() != pytest.approx(nt_xent(z[0], z[1], 0.5).item(), rel=1e-3)
 
 
 def test_simsiam_loss_is_minus_one_for_aligned_predictions():
@@ -167,6 +194,26 @@ def test_pretrain_then_finetune_in_a_recipe(tmp_path):
     assert "Self-supervised" in (tmp_path / "report.md").read_text()
 
 
+def test_finetune_encoder_lr_slows_every_layer_but_the_classifier(tmp_path):
+    from nnopt.context import RunContext
+    from nnopt.learn.selfsup.finetune import finetune
+
+    resolved = resolve(tiny_raw(model={"name": "cnn", "width": 4, "hidden": 16}, stages=[]))
+    data, start = prepare(resolved)
+    ctx = RunContext(recipe=resolved, data=data, out_dir=tmp_path, stage="finetune")
+    train = {"epochs": 2, "batch_size": 8, "optimizer": "sgd", "lr": 0.05}
+
+    def moved(scale: float, head: bool) -> float:
+        cfg = FinetuneConfig(labels=20, train=train, encoder_lr=scale)
+        m = finetune(start, cfg, ctx)
+        assert ctx.details["finetune"]["train"]["encoder_lr"] == scale
+        ids, w0 = {id(p) for p in classifier(m).parameters()}, dict(start.named_parameters())
+        return max((p - w0[k]).abs().max().item() for k, p in m.named_parameters()
+                   if (id(p) in ids) == head)
+    assert moved(1.0, head=False) > 1e-3 and moved(1e-6, head=False) < 1e-5
+    assert moved(1e-6, head=True) > 1e-3
+
+
 def test_augmented_finetuning_trains_on_seeded_views():
     from nnopt.learn.selfsup.finetune import AugmentedTask
 
@@ -274,3 +321,17 @@ def test_protocol_names_bf16_training():
                       {"pretrain": {**pre, "precision": "bf16"}})
     assert protocol(plain) == "simclr pre-training, 3 epochs on 100 unlabelled inputs"
     assert protocol(low) == "simclr pre-training (bf16 autocast), 3 epochs on 100 unlabelled inputs"
+    multi = StageRecord("pretrain", "pretrain", 1.0, None, {}, {"pretrain": {**pre, "views": 4}})
+    assert protocol(multi).endswith("inputs, multi-crop: 4 views per image")
+    fine = {"mode": "full", "labels": 600, "label_seed": 1,
+            "train": {"epochs": 150, "lr": 2e-3, "encoder_lr": 0.25, "precision": "fp32"}}
+    tuned = StageRecord("finetune", "finetune", 1.0, None, {}, {"finetune": fine})
+    assert protocol(tuned).startswith("full fine-tuning (150 epochs, lr 0.002, encoder lr x0.25)")
+
+
+def test_local_views_are_a_simclr_option():
+    from nnopt.learn.selfsup.pretrain import PretrainConfig
+
+    assert PretrainConfig(local_views=2).local_views == 2
+    with pytest.raises(ValueError, match="applies to method simclr, not to simsiam"):
+        PretrainConfig(method="simsiam", local_views=2)

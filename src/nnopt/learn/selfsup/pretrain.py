@@ -15,7 +15,7 @@ import copy
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from nnopt.context import RunContext
@@ -43,6 +43,11 @@ class PretrainConfig(Strict):
     augment: AugmentConfig = Field(default_factory=AugmentConfig,
                                    description="how a view is made (simclr, simsiam)")
     temperature: float = Field(0.5, gt=0, description="simclr: NT-Xent temperature")
+    local_views: int = Field(0, ge=0, description="simclr: extra views of small crops "
+                             "(multi-crop, Caron et al. 2020), each paired with both main views")
+    local_crop: tuple[float, float] = Field((0.1, 0.4), description="simclr: the share of the "
+                                            "area a local view keeps (its other augmentations "
+                                            "are the main views')")
     proj_dim: int = Field(128, ge=2, description="simclr/simsiam: projection size")
     mask_ratio: float = Field(0.5, gt=0, lt=1, description="masked: share of patches blanked")
     patch: int = Field(4, ge=1, description="masked: patch side (samples for 1-D)")
@@ -53,12 +58,21 @@ class PretrainConfig(Strict):
                                 "monitor's k-NN bank and probe use")
     monitor_probe: ProbeConfig = Field(default_factory=lambda: ProbeConfig(epochs=100))
 
+    @model_validator(mode="after")
+    def _local_views_are_simclr(self) -> PretrainConfig:
+        if self.local_views and self.method != "simclr":
+            raise ValueError(f"local_views (multi-crop) applies to method simclr, not to "
+                             f"{self.method}")
+        return self
+
 
 def make_task(cfg: PretrainConfig, input_shape: tuple[int, ...], seed: int) -> TrainingTask:
     if cfg.method == "simclr":
         from nnopt.learn.selfsup.simclr import SimclrTask
 
-        return SimclrTask(cfg.augment, cfg.temperature, cfg.proj_dim, seed)
+        local = cfg.augment.model_copy(update={"crop": cfg.local_crop})
+        return SimclrTask(cfg.augment, cfg.temperature, cfg.proj_dim, seed,
+                          local_views=cfg.local_views, local_augment=local)
     if cfg.method == "simsiam":
         from nnopt.learn.selfsup.simsiam import SimsiamTask
 
@@ -114,6 +128,7 @@ def pretrain(model: nn.Module, cfg: PretrainConfig, ctx: RunContext) -> nn.Modul
     ctx.record("history", state.history)
     ctx.record("pretrain", {"method": cfg.method, "examples": len(train),
                             "epochs": len(state.history), "precision": cfg.train.precision,
+                            **({} if cfg.method == "masked" else {"views": 2 + cfg.local_views}),
                             "monitor_labels": min(cfg.monitor_labels, len(train)),
                             "monitor_probe": cfg.monitor_probe.model_dump(),
                             **{k: state.last[k] for k in ("knn_accuracy", "probe_accuracy",

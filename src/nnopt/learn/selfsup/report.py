@@ -19,13 +19,17 @@ def protocol(s: StageRecord) -> str:
     pre, fine = s.details.get("pretrain"), s.details.get("finetune")
     if pre:
         bf16 = " (bf16 autocast)" if pre.get("precision") == "bf16" else ""
+        views = pre.get("views", 2)
+        crops = f", multi-crop: {views} views per image" if views > 2 else ""
         return (f"{pre['method']} pre-training{bf16}, {pre['epochs']} epochs on "
-                f"{pre['examples']} unlabelled inputs")
+                f"{pre['examples']} unlabelled inputs{crops}")
     if fine:
         what = (f"linear probe (lr {fine['probe']['lr']:g}, {fine['probe']['epochs']} steps)"
                 if fine["mode"] == "probe" else
                 f"full fine-tuning ({fine['train']['epochs']} epochs, lr "
                 f"{fine['train']['lr']:g}"
+                + (f", encoder lr x{fine['train']['encoder_lr']:g}"
+                   if fine["train"].get("encoder_lr", 1.0) != 1.0 else "")
                 + (", augmented views" if fine["train"].get("augment") else "")
                 + (", bf16 autocast" if fine["train"].get("precision") == "bf16" else "") + ")")
         if fine.get("fixmatch"):

@@ -3,7 +3,9 @@ NT-Xent loss, which asks each view to pick its partner out of the 2N - 1 other v
 
     l(i, j) = -log( exp(sim(z_i, z_j) / t) / sum_{k != i} exp(sim(z_i, z_k) / t) )
 
-averaged over all 2N ordered positive pairs, sim being cosine similarity.
+averaged over all 2N ordered positive pairs, sim being cosine similarity. With multi-crop
+(``local_views``: extra views of small crops, Caron et al. 2020) the loss is the mean NT-Xent of
+every pair of views that includes a main view (local views are not paired with each other).
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     return F.cross_entropy(sim, partner)
 
 
+def multi_view_nt_xent(z: list[torch.Tensor], main: int = 2, temperature: float = 0.5
+                       ) -> torch.Tensor:
+    """Mean NT-Xent over the view pairs (i, j), i < j, i one of the first ``main`` views."""
+    pairs = [(i, j) for i in range(main) for j in range(i + 1, len(z))]
+    return torch.stack([nt_xent(z[i], z[j], temperature) for i, j in pairs]).mean()
+
+
 def mlp_head(dim_in: int, hidden: int, dim_out: int, bn_last: bool = False) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Linear(dim_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
                                nn.Linear(hidden, dim_out)]
@@ -42,8 +51,10 @@ class SimclrTask(TrainingTask):
     """Contrastive pre-training; the projection head trains alongside and is dropped after."""
 
     def __init__(self, augment_cfg: AugmentConfig, temperature: float, proj_dim: int,
-                 seed: int) -> None:
+                 seed: int, local_views: int = 0, local_augment: AugmentConfig | None = None
+                 ) -> None:
         self.aug, self.temperature, self.proj_dim = augment_cfg, temperature, proj_dim
+        self.local_views, self.local_aug = local_views, local_augment or augment_cfg
         self.gen = torch.Generator().manual_seed(seed)
         self.head: nn.Module | None = None
 
@@ -56,6 +67,7 @@ class SimclrTask(TrainingTask):
                  index: torch.Tensor | None = None) -> dict[str, Any]:
         assert self.head is not None, "setup() was not called"
         self.head.train(model.training)
-        views = torch.cat([augment(x, self.aug, self.gen), augment(x, self.aug, self.gen)])
-        z = self.head(embed_batch(model, views))
-        return {"loss": nt_xent(z[:len(x)], z[len(x):], self.temperature)}
+        views = [augment(x, self.aug, self.gen) for _ in range(2)]
+        views += [augment(x, self.local_aug, self.gen) for _ in range(self.local_views)]
+        z = self.head(embed_batch(model, torch.cat(views))).split(len(x))
+        return {"loss": multi_view_nt_xent(list(z), 2, self.temperature)}
