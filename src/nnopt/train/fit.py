@@ -123,7 +123,7 @@ def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig,
                    lr_scale: Mapping[nn.Parameter, float] | None = None) -> torch.optim.Optimizer:
     """The optimiser of ``cfg`` over ``params``; ``lr_scale`` gives some parameters a multiple
     of cfg.lr (one parameter group per multiple, the cfg.lr group first)."""
-    scale = dict(lr_scale or {})
+    scale = lr_scale or {}
     factors = sorted({scale.get(p, 1.0) for p in params}, key=lambda f: (f != 1.0, f))
     groups = [{"params": [p for p in params if scale.get(p, 1.0) == f], "lr": cfg.lr * f}
               for f in factors]
