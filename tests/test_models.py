@@ -139,3 +139,19 @@ def test_corrupt_or_mismatched_model_files(tmp_path):
     (tmp_path / "n" / "spec.json").write_text(json.dumps(spec))
     with pytest.raises(ModelFileError, match="do not match the spec"):
         load_model(tmp_path / "n")
+
+
+def test_cnn_without_the_last_pool_averages_the_whole_last_map():
+    cfg = MODELS.get("cnn").config(name="cnn", width=4, depth=4, hidden=0, dropout=0,
+                                   head="avgpool", pool_last=False)
+    model = build_model(cfg, (1, 28, 28), 10)
+    pools = [m for m in model.modules() if isinstance(m, nn.MaxPool2d)]
+    assert len(pools) == 3  # 28 -> 14 -> 7 -> 3; the global average sees all 3x3 positions
+    features = model.net[0]
+    x = model.normalize(torch.randn(2, 1, 28, 28))
+    model.eval()
+    with torch.no_grad():
+        fmap = features[:-2](x)  # up to the global average
+        assert fmap.shape[-2:] == (3, 3)
+        pooled = features(x)
+    assert torch.allclose(pooled, fmap.mean((2, 3)), atol=1e-6)

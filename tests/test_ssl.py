@@ -335,3 +335,28 @@ def test_local_views_are_a_simclr_option():
     assert PretrainConfig(local_views=2).local_views == 2
     with pytest.raises(ValueError, match="applies to method simclr, not to simsiam"):
         PretrainConfig(method="simsiam", local_views=2)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_projector_depth_and_width(depth):
+    from nnopt.learn.selfsup.simclr import mlp_head
+
+    head = mlp_head(6, 10, 4, depth=depth)
+    linears = [m for m in head if isinstance(m, nn.Linear)]
+    assert len(linears) == depth
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in head) == depth - 1
+    assert linears[0].in_features == 6 and linears[-1].out_features == 4
+    assert all(m.out_features == 10 for m in linears[:-1])
+    assert head(torch.randn(5, 6)).shape == (5, 4)
+
+
+def test_simclr_projector_follows_the_recipe():
+    from nnopt.learn.selfsup.pretrain import PretrainConfig, make_task
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Linear(8, 3))
+    cfg = PretrainConfig(proj_dim=4, proj_hidden=32, proj_layers=3)
+    task = make_task(cfg, (1, 4, 4), seed=0)
+    (head,) = task.setup(model)
+    assert [m.out_features for m in head if isinstance(m, nn.Linear)] == [32, 32, 4]
+    (default,) = make_task(PretrainConfig(proj_dim=4), (1, 4, 4), seed=0).setup(model)
+    assert [m.out_features for m in default if isinstance(m, nn.Linear)] == [8, 4]

@@ -23,6 +23,8 @@ class CnnConfig(ModelConfig):
     hidden: int = Field(128, ge=0, description="width of the hidden fc layer (0: none)")
     dropout: float = Field(0.25, ge=0.0, lt=1.0, description="dropout before the classifier")
     head: Literal["flatten", "avgpool"] = "flatten"
+    pool_last: bool = Field(True, description="max-pool after the last stage too (false with "
+                            "head avgpool: the global average sees the whole last feature map)")
 
 
 @MODELS.register("cnn", config=CnnConfig, tiny={"width": 4, "hidden": 8}, inputs="image")
@@ -42,7 +44,8 @@ def cnn(cfg: CnnConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Mo
                 layers.append(nn.BatchNorm2d(out))
             layers.append(activation(cfg.activation))
             ch = out
-        layers.append(nn.MaxPool2d(2))
+        if stage < cfg.depth - 1 or cfg.pool_last:
+            layers.append(nn.MaxPool2d(2))
     if cfg.head == "avgpool":
         layers.append(nn.AdaptiveAvgPool2d(1))
     layers.append(nn.Flatten())

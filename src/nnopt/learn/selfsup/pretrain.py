@@ -49,6 +49,11 @@ class PretrainConfig(Strict):
                                             "area a local view keeps (its other augmentations "
                                             "are the main views')")
     proj_dim: int = Field(128, ge=2, description="simclr/simsiam: projection size")
+    proj_hidden: int | None = Field(None, ge=1, description="simclr/simsiam: width of the "
+                                    "projector's hidden layers (null: the embedding's size, at "
+                                    "least proj_dim)")
+    proj_layers: int = Field(2, ge=1, le=4, description="simclr/simsiam: linear layers in the "
+                             "projector (1: a linear projection)")
     mask_ratio: float = Field(0.5, gt=0, lt=1, description="masked: share of patches blanked")
     patch: int = Field(4, ge=1, description="masked: patch side (samples for 1-D)")
     noise: float = Field(0.1, ge=0, description="masked: std of the added noise")
@@ -72,11 +77,12 @@ def make_task(cfg: PretrainConfig, input_shape: tuple[int, ...], seed: int) -> T
 
         local = cfg.augment.model_copy(update={"crop": cfg.local_crop})
         return SimclrTask(cfg.augment, cfg.temperature, cfg.proj_dim, seed,
-                          local_views=cfg.local_views, local_augment=local)
+                          local_views=cfg.local_views, local_augment=local,
+                          proj_hidden=cfg.proj_hidden, proj_layers=cfg.proj_layers)
     if cfg.method == "simsiam":
         from nnopt.learn.selfsup.simsiam import SimsiamTask
 
-        return SimsiamTask(cfg.augment, cfg.proj_dim, seed)
+        return SimsiamTask(cfg.augment, cfg.proj_dim, seed, cfg.proj_hidden, cfg.proj_layers)
     from nnopt.learn.selfsup.masked import MaskedTask
 
     return MaskedTask(input_shape, cfg.mask_ratio, cfg.patch, cfg.noise, cfg.decoder_hidden, seed)

@@ -39,9 +39,14 @@ def multi_view_nt_xent(z: list[torch.Tensor], main: int = 2, temperature: float 
     return torch.stack([nt_xent(z[i], z[j], temperature) for i, j in pairs]).mean()
 
 
-def mlp_head(dim_in: int, hidden: int, dim_out: int, bn_last: bool = False) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Linear(dim_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-                               nn.Linear(hidden, dim_out)]
+def mlp_head(dim_in: int, hidden: int, dim_out: int, bn_last: bool = False, depth: int = 2
+             ) -> nn.Sequential:
+    """``depth`` linear layers (1: a linear projection), hidden ones followed by BN and ReLU."""
+    layers: list[nn.Module] = []
+    for i in range(depth - 1):
+        layers += [nn.Linear(dim_in if i == 0 else hidden, hidden), nn.BatchNorm1d(hidden),
+                   nn.ReLU()]
+    layers.append(nn.Linear(dim_in if depth == 1 else hidden, dim_out))
     if bn_last:
         layers.append(nn.BatchNorm1d(dim_out, affine=False))
     return nn.Sequential(*layers)
@@ -51,16 +56,18 @@ class SimclrTask(TrainingTask):
     """Contrastive pre-training; the projection head trains alongside and is dropped after."""
 
     def __init__(self, augment_cfg: AugmentConfig, temperature: float, proj_dim: int,
-                 seed: int, local_views: int = 0, local_augment: AugmentConfig | None = None
-                 ) -> None:
+                 seed: int, local_views: int = 0, local_augment: AugmentConfig | None = None,
+                 proj_hidden: int | None = None, proj_layers: int = 2) -> None:
         self.aug, self.temperature, self.proj_dim = augment_cfg, temperature, proj_dim
+        self.proj_hidden, self.proj_layers = proj_hidden, proj_layers
         self.local_views, self.local_aug = local_views, local_augment or augment_cfg
         self.gen = torch.Generator().manual_seed(seed)
         self.head: nn.Module | None = None
 
     def setup(self, model: nn.Module) -> list[nn.Module]:
         d = classifier(model).in_features
-        self.head = mlp_head(d, max(d, self.proj_dim), self.proj_dim)
+        self.head = mlp_head(d, self.proj_hidden or max(d, self.proj_dim), self.proj_dim,
+                             depth=self.proj_layers)
         return [self.head]
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,

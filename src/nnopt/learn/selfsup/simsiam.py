@@ -27,15 +27,18 @@ def simsiam_loss(p1: torch.Tensor, z1: torch.Tensor, p2: torch.Tensor, z2: torch
 
 
 class SimsiamTask(TrainingTask):
-    def __init__(self, augment_cfg: AugmentConfig, proj_dim: int, seed: int) -> None:
+    def __init__(self, augment_cfg: AugmentConfig, proj_dim: int, seed: int,
+                 proj_hidden: int | None = None, proj_layers: int = 2) -> None:
         self.aug, self.proj_dim = augment_cfg, proj_dim
+        self.proj_hidden, self.proj_layers = proj_hidden, proj_layers
         self.gen = torch.Generator().manual_seed(seed)
         self.projector: nn.Module | None = None
         self.predictor: nn.Module | None = None
 
     def setup(self, model: nn.Module) -> list[nn.Module]:
         d = classifier(model).in_features
-        self.projector = mlp_head(d, max(d, self.proj_dim), self.proj_dim, bn_last=True)
+        self.projector = mlp_head(d, self.proj_hidden or max(d, self.proj_dim), self.proj_dim,
+                                  bn_last=True, depth=self.proj_layers)
         self.predictor = mlp_head(self.proj_dim, max(self.proj_dim // 4, 8), self.proj_dim)
         return [self.projector, self.predictor]
 
