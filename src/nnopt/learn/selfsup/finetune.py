@@ -124,9 +124,10 @@ def finetune(model: nn.Module, cfg: FinetuneConfig, ctx: RunContext) -> nn.Modul
             task = FixmatchTask(cfg.fixmatch, train.x, seed)
         elif cfg.augment is not None:
             task = AugmentedTask(cfg.augment, seed)
-        head = set(classifier(out).parameters())
-        scale = ({p: cfg.encoder_lr for p in out.parameters() if p not in head}
-                 if cfg.encoder_lr != 1.0 else None)
+        scale = None
+        if cfg.encoder_lr != 1.0:
+            head = set(classifier(out).parameters())
+            scale = {p: cfg.encoder_lr for p in out.parameters() if p not in head}
         state = fit(out, subset, config=cfg.train, task=task, callbacks=ctx.callbacks(out),
                     stage=ctx.stage, seed=ctx.seed, lr_scale=scale)
         ctx.record("history", state.history)

@@ -39,9 +39,11 @@ def multi_view_nt_xent(z: list[torch.Tensor], main: int = 2, temperature: float 
     return torch.stack([nt_xent(z[i], z[j], temperature) for i, j in pairs]).mean()
 
 
-def mlp_head(dim_in: int, hidden: int, dim_out: int, bn_last: bool = False, depth: int = 2
-             ) -> nn.Sequential:
-    """``depth`` linear layers (1: a linear projection), hidden ones followed by BN and ReLU."""
+def mlp_head(dim_in: int, hidden: int | None, dim_out: int, bn_last: bool = False,
+             depth: int = 2) -> nn.Sequential:
+    """``depth`` linear layers (1: a linear projection), hidden ones followed by BN and ReLU;
+    ``hidden`` None: max(dim_in, dim_out) wide."""
+    hidden = hidden or max(dim_in, dim_out)
     layers: list[nn.Module] = []
     for i in range(depth - 1):
         layers += [nn.Linear(dim_in if i == 0 else hidden, hidden), nn.BatchNorm1d(hidden),
@@ -66,8 +68,7 @@ class SimclrTask(TrainingTask):
 
     def setup(self, model: nn.Module) -> list[nn.Module]:
         d = classifier(model).in_features
-        self.head = mlp_head(d, self.proj_hidden or max(d, self.proj_dim), self.proj_dim,
-                             depth=self.proj_layers)
+        self.head = mlp_head(d, self.proj_hidden, self.proj_dim, depth=self.proj_layers)
         return [self.head]
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,

@@ -37,8 +37,8 @@ class SimsiamTask(TrainingTask):
 
     def setup(self, model: nn.Module) -> list[nn.Module]:
         d = classifier(model).in_features
-        self.projector = mlp_head(d, self.proj_hidden or max(d, self.proj_dim), self.proj_dim,
-                                  bn_last=True, depth=self.proj_layers)
+        self.projector = mlp_head(d, self.proj_hidden, self.proj_dim, bn_last=True,
+                                  depth=self.proj_layers)
         self.predictor = mlp_head(self.proj_dim, max(self.proj_dim // 4, 8), self.proj_dim)
         return [self.projector, self.predictor]
 
