@@ -13,7 +13,7 @@ demo: setup data
 	$(BIN)/nnopt run recipes/quickstart.yaml --out $(OUT)
 
 test: setup data
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 setup: $(STAMP)
 

@@ -150,9 +150,14 @@ def test_cifar10_binary_batches(tmp_path):
     folder.mkdir()
     rng = np.random.default_rng(0)
     for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
-        (folder / name).write_bytes(rng.integers(0, 256, (3, 3073), dtype=np.uint8).tobytes())
+        rec = rng.integers(0, 256, (3, 3073), dtype=np.uint8)
+        rec[:, 0] %= 10  # the label byte
+        (folder / name).write_bytes(rec.tobytes())
     d = load_data(data_cfg(name="cifar10", root=str(folder)))
     assert len(d.test) == 3 and d.input_shape == (3, 32, 32)
+    (folder / "test_batch.bin").write_bytes(np.full((1, 3073), 77, np.uint8).tobytes())
+    with pytest.raises(DataError, match="y_test has label 77 at index 0, but the dataset has 10"):
+        load_data(data_cfg(name="cifar10", root=str(folder)))
 
 
 def test_npz_user_arrays(tmp_path):
@@ -166,7 +171,7 @@ def test_npz_user_arrays(tmp_path):
         load_data(data_cfg(name="npz", path=str(tmp_path / "b.npz")))
     np.savez(tmp_path / "c.npz", x_train=np.array([{"a": 1}], dtype=object), y_train=[0],
              x_test=[[0.0]], y_test=[0])
-    with pytest.raises(DataError, match="without pickle"):
+    with pytest.raises(DataError, match="load only through pickle"):
         load_data(data_cfg(name="npz", path=str(tmp_path / "c.npz")))
 
 

@@ -11,7 +11,7 @@ from nnopt.cli import main
 from nnopt.recipe import load_raw
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST_TARGET = ["warmup=1", "repeats=5", "min_seconds=0"]
+FAST_TARGET = ["warmup=1", "repeats=5", "min_seconds=0", "batch_size=4"]
 
 
 def _epoch_keys(cfg: dict, prefix: str = "") -> list[str]:

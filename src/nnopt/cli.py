@@ -7,9 +7,13 @@ traceback of unexpected failures.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import shutil
+import signal
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,21 @@ from typing import Any
 from nnopt.errors import NnoptError
 
 EXIT_INPUT, EXIT_INTERNAL = 2, 1
+# failures of the machine or of what the user pointed nnopt at, not bugs of nnopt
+USER_OS_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS,
+                  errno.EFBIG, errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.ELOOP}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so that nothing partial is kept."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated(signum)
 
 
 def _table(header: list[str], rows: list[list[str]], numeric: bool = True) -> str:
@@ -43,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nnopt.recipe import load_recipe
     from nnopt.runner import run_recipe
 
-    resolved = load_recipe(args.recipe, args.set)
+    resolved = load_recipe(args.recipe, args.set, trust=args.trust)
     out = Path(args.out or Path("runs") / resolved.recipe.name)
     report = run_recipe(resolved, out, progress=not args.quiet)
     print(_results_table([s.name for s in report.stages], [s.metrics for s in report.stages]))
@@ -57,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from nnopt.recipe import load_recipe
 
-    r = load_recipe(args.recipe, args.set)
+    r = load_recipe(args.recipe, args.set, trust=args.trust)
     stages = ", ".join(f"{s.name} ({s.step})" for s in r.stages) or "none (measure only)"
     print(f"ok: {args.recipe}: data {r.data.name}, model {r.model.name}, "
           f"{len(r.recipe.targets)} target(s), stages: {stages}")
@@ -118,8 +137,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from nnopt.report import load_report, write_comparison
 
     reports = [(str(d), load_report(d)) for d in args.dirs]
-    with StagedFolder(args.out, "comparison.json") as staging:
-        write_comparison(reports, staging)
+    with StagedFolder(args.out, "comparison") as staging:
+        try:
+            write_comparison(reports, staging)
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+            # the folders came from elsewhere: details nnopt would not write are an input error
+            raise NnoptError(f"cannot draw a report from {', '.join(args.dirs)}: their details "
+                             f"are not what nnopt writes ({type(exc).__name__}: "
+                             f"{_one_line(exc)[:80]}); rerun with --debug to see where") from exc
     labels = [f"{run}/{s.name}" for run, r in reports for s in r.stages]
     print(_results_table(labels, [s.metrics for _, r in reports for s in r.stages]))
     print(f"\nreport: {Path(args.out) / 'report.html'}")
@@ -135,7 +160,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"variant {res.name}: {state}", file=sys.stderr)
 
     results = run_sweep(args.recipe, args.grid, args.out, get_executor(args.executor),
-                        overrides=args.set, resume=args.resume, on_result=show)
+                        overrides=args.set, resume=args.resume, on_result=show,
+                        trust=args.trust)
     ok = [r for r in results if r.ok]
     if ok:
         print(_results_table([r.name for r in ok], [r.metrics for r in ok]))
@@ -148,18 +174,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, like every other input error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_INPUT, f"nnopt: error: {_one_line(message)} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from nnopt import __version__
 
-    p = argparse.ArgumentParser(prog="nnopt", description="Optimize neural networks and "
-                                "measure what each change did.")
+    p = Parser(prog="nnopt", description="Optimize neural networks and "
+               "measure what each change did.")
     p.add_argument("--version", action="version", version=f"nnopt {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_set(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe value, e.g. --set stages.train.epochs=1")
+        sp.add_argument("--trust", action="append", default=[], metavar="MODULE:FUNCTION",
+                        help="vouch for a model factory, so that model folders it built may be "
+                        "loaded (a model folder itself never runs code)")
 
     sp = sub.add_parser("run", help="run a recipe and write its report")
     sp.add_argument("recipe")
@@ -199,27 +235,78 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="nnopt: %(message)s")
+    handlers = {}
+    if hasattr(signal, "SIGTERM") and _main_thread():
+        for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if sig is not None:
+                handlers[sig] = signal.signal(sig, _terminate)
+    env_before = os.environ.get("MPLCONFIGDIR")
+    mpl_dir = None
+    if env_before is None:  # matplotlib's font cache goes to a folder of ours, not to $HOME
+        mpl_dir = tempfile.mkdtemp(prefix="nnopt-mpl-")
+        os.environ["MPLCONFIGDIR"] = mpl_dir
+    try:
+        return _dispatch(args)
+    finally:
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
+        if mpl_dir is not None:
+            os.environ.pop("MPLCONFIGDIR", None)
+            shutil.rmtree(mpl_dir, ignore_errors=True)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return int(args.fn(args) or 0)
     except NnoptError as exc:
-        print(f"nnopt: error: {exc}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exception(exc)
+        print(f"nnopt: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_INPUT
+    except Terminated as exc:
+        name = signal.Signals(exc.signum).name
+        print(f"nnopt: terminated ({name}); no partial output was kept", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("nnopt: interrupted; no partial output was kept", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `nnopt explain prune | head`: the reader left, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except Exception as exc:  # noqa: BLE001
-        if args.debug:
-            traceback.print_exc()
-        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        print(f"nnopt: internal error: {last} (rerun with --debug for the traceback)",
+    except OSError as exc:
+        if exc.errno not in USER_OS_ERRORS:
+            return _internal(args, exc)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"nnopt: error: {where}{exc.strerror}", file=sys.stderr)
+        return EXIT_INPUT
+    except MemoryError:
+        print("nnopt: error: out of memory; use a smaller model, data.limit or batch_size",
               file=sys.stderr)
-        return EXIT_INTERNAL
+        return EXIT_INPUT
+    except Exception as exc:  # noqa: BLE001
+        return _internal(args, exc)
+
+
+def _internal(args: argparse.Namespace, exc: BaseException) -> int:
+    if args.debug:
+        traceback.print_exception(exc)
+    last = _one_line(traceback.format_exception_only(type(exc), exc)[-1])
+    print(f"nnopt: internal error: {last} (rerun with --debug for the traceback)",
+          file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

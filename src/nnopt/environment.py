@@ -35,6 +35,14 @@ def cpu_flags() -> list[str]:
     return []
 
 
+def memory_bytes() -> int:
+    """Physical memory of this machine (a very large number where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2 ** 50
+
+
 def environment() -> dict[str, Any]:
     """Versions and hardware, as recorded in results.json."""
     import numpy

@@ -1,12 +1,41 @@
-"""Atomic file writes: an interrupted run never leaves a half-written file behind."""
+"""Safe output: atomic writes, folders staged beside their target, and a marker that lists what
+nnopt wrote, so that nnopt replaces or deletes only what it created.
+
+Files and folders get the permissions the user's umask allows (as ``open`` and ``mkdir`` would
+give them), not the private ones of ``tempfile``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import shutil
+import signal
+import socket
+import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from nnopt import __version__
+from nnopt.errors import NnoptError
+
+MARKER = ".nnopt.json"       # in every folder nnopt writes: its kind and every path it wrote
+PARTIAL = ".nnopt-partial"   # in a folder being built: the host and process building it
+
+
+def umask() -> int:
+    """The process's umask (read by setting it and setting it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _public(path: str | os.PathLike, folder: bool) -> None:
+    os.chmod(path, (0o777 if folder else 0o666) & ~umask())
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -15,6 +44,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -33,47 +63,238 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
+def read_inside(path: Path, root: Path, limit: int, what: str = "file") -> bytes:
+    """The bytes of ``path``, a regular file that resolves inside ``root`` (a link may point
+    elsewhere in it, not out of it) and holds at most ``limit`` bytes; NnoptError otherwise."""
+    real, base = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    if real != base and base not in real.parents:
+        raise NnoptError(f"{path} points outside {root}; a {what} must lie inside it")
+    try:
+        st = os.stat(real)
+        if not stat.S_ISREG(st.st_mode):
+            raise NnoptError(f"{path} is not a regular file")
+        if st.st_size > limit:
+            raise NnoptError(f"{path} holds {st.st_size:,} bytes, more than a {what} may "
+                             f"({limit:,})")
+        with open(real, "rb") as f:
+            return f.read(limit + 1)[:limit + 1]
+    except OSError as exc:
+        raise NnoptError(f"cannot read {path}: {exc.strerror}") from None
+
+
+# -- ownership ---------------------------------------------------------------------------------
+
+def listing(folder: Path) -> list[str]:
+    """Every path under ``folder`` (folders with a trailing '/'), relative, sorted; links are
+    listed, never followed; folders being built or removed by nnopt (``.NAME.partial-*``,
+    ``.NAME.old-*``) are left out."""
+    out = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not _stale_name(d)]
+        rel = Path(root).relative_to(folder)
+        out += [(rel / d).as_posix() + "/" for d in dirs]
+        out += [(rel / f).as_posix() for f in files]
+    return sorted(p.removeprefix("./") for p in out)
+
+
+def read_marker(folder: Path) -> dict[str, Any] | None:
+    """The marker nnopt left in ``folder`` (None when absent or unreadable)."""
+    try:
+        marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(marker, dict) and isinstance(marker.get("files"), list)
+    return marker if ok else None
+
+
+def write_marker(folder: Path, kind: str) -> None:
+    """Record ``folder``'s kind and every path in it as written by nnopt."""
+    files = [p for p in listing(folder) if p not in (MARKER, PARTIAL)]
+    atomic_write_json(folder / MARKER, {"nnopt": __version__, "kind": kind, "files": files})
+
+
+def check_owned(folder: Path, kind: str, flag: str = "--out") -> None:
+    """Raise unless ``folder`` is absent, empty, or an nnopt folder of ``kind`` holding only
+    the paths its marker lists (so that replacing it loses nothing of the user's)."""
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if not folder.is_dir():
+        raise NnoptError(f"{flag} {folder} exists and is not a folder; choose another {flag}")
+    clean_stale(folder)
+    try:
+        present = listing(folder)
+    except OSError as exc:
+        raise NnoptError(f"{flag} {folder} cannot be read: {exc.strerror}") from None
+    if not present:
+        return
+    marker = read_marker(folder)
+    if marker is None:
+        raise NnoptError(f"{flag} {folder} is a non-empty folder that nnopt did not write (no "
+                         f"{MARKER}); refusing to replace it: choose another {flag}")
+    if marker.get("kind") != kind:
+        raise NnoptError(f"{flag} {folder} holds an nnopt {marker.get('kind')} folder, not a "
+                         f"{kind}; refusing to replace it: choose another {flag}")
+    listed = {str(p) for p in marker["files"]}
+    foreign = [p for p in present if p not in listed and p != MARKER]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
+                                          else "")
+        raise NnoptError(f"{flag} {folder} holds files nnopt did not write ({shown}); refusing "
+                         f"to replace it: move them or choose another {flag}")
+
+
+# -- stale folders of dead processes -----------------------------------------------------------
+
+_STALE = re.compile(r"^\..+\.(partial|old)-(\d+)-[^/]*$")
+
+
+def _stale_name(name: str) -> bool:
+    return bool(_STALE.match(name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def clean_stale(parent: Path) -> list[Path]:
+    """Remove the staging folders (``.NAME.partial-PID-*``) and replaced folders
+    (``.NAME.old-PID-*``) that nnopt processes of this host left in ``parent`` when they were
+    killed; a folder is removed only when its marker says nnopt made it here and its process
+    is gone."""
+    removed = []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return removed
+    host = socket.gethostname()
+    for p in entries:
+        m = _STALE.match(p.name)
+        if not m or p.is_symlink() or not p.is_dir() or _alive(int(m.group(2))):
+            continue
+        if m.group(1) == "partial":
+            try:
+                made = json.loads((p / PARTIAL).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if not isinstance(made, dict) or made.get("host") != host \
+                    or made.get("pid") != int(m.group(2)):
+                continue
+        elif read_marker(p) is None:
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
+
+
+# -- staged folders ----------------------------------------------------------------------------
+
+def writable_parent(target: Path, flag: str = "--out") -> None:
+    """Raise unless ``target`` can be created: its nearest existing ancestor is a folder this
+    process may write into."""
+    up = target.parent
+    while not up.exists():
+        if up.is_symlink():
+            raise NnoptError(f"{flag} {target}: {up} is a broken link")
+        up = up.parent
+    if not up.is_dir():
+        raise NnoptError(f"{flag} {target}: {up} is a file, not a folder")
+    if not os.access(up, os.W_OK | os.X_OK):
+        raise NnoptError(f"{flag} {target}: cannot write into {up} (permission denied)")
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP while the block runs (a cleanup or a swap of folders
+    that a signal must not cut in half); they are delivered when it ends."""
+    held = {getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)}
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None:
+        yield
+        return
+    old = mask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        mask(signal.SIG_SETMASK, old)
+
+
 class StagedFolder:
     """Build a folder beside ``target`` and move it into place only when the work succeeds.
 
     A failed or interrupted run leaves ``target`` as it was (absent, or the previous results).
-    A non-empty ``target`` without ``marker`` is refused rather than replaced.
+    ``target`` is replaced only when it is an nnopt folder of the same ``kind`` holding nothing
+    but what its marker lists; the finished folder gets its own marker.
     """
 
-    def __init__(self, target: str | os.PathLike, marker: str) -> None:
-        self.target = Path(target)
-        self.marker = marker
+    def __init__(self, target: str | os.PathLike, kind: str, flag: str = "--out") -> None:
+        self.given = Path(target)
+        self.target = Path(os.path.realpath(Path(target).expanduser()))  # a link: its folder
+        self.kind = kind
+        self.flag = flag
         self.path: Path | None = None
 
     def check(self) -> None:
-        from nnopt.errors import NnoptError
-
-        t = self.target
-        if t.exists() and not t.is_dir():
-            raise NnoptError(f"--out {t} exists and is not a folder")
-        if t.is_dir() and any(t.iterdir()) and not (t / self.marker).exists():
-            raise NnoptError(f"--out {t} is a non-empty folder without {self.marker}; "
-                             "refusing to replace it (choose another --out)")
+        """Every reason the target cannot be written, raised before any work starts."""
+        t, flag = self.target, self.flag
+        cwd = Path(os.path.realpath(Path.cwd()))
+        if t == cwd or t in cwd.parents:
+            raise NnoptError(f"{flag} {self.given} is the current folder or holds it; replacing "
+                             f"it would pull the folder from under you: choose another {flag}")
+        if t.parent == t:
+            raise NnoptError(f"{flag} {self.given} is the root folder; choose another {flag}")
+        check_owned(t, self.kind, flag)
+        writable_parent(t, flag)
 
     def __enter__(self) -> Path:
-        import shutil
-
         self.check()
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.partial-",
-                                          dir=self.target.parent))
-        self._rmtree = shutil.rmtree
+        parent = self.target.parent
+        clean_stale(parent)
+        try:
+            fresh = [p for p in reversed([parent, *parent.parents]) if not p.exists()]
+            parent.mkdir(parents=True, exist_ok=True)
+            for p in fresh:
+                _public(p, True)
+            self.path = Path(tempfile.mkdtemp(
+                prefix=f".{self.target.name}.partial-{os.getpid()}-", dir=parent))
+            _public(self.path, True)
+            atomic_write_json(self.path / PARTIAL, {"host": socket.gethostname(),
+                                                    "pid": os.getpid()})
+        except OSError as exc:
+            if self.path is not None:
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise NnoptError(f"{self.flag} {self.given}: cannot write there: "
+                             f"{exc.strerror or exc}") from None
         return self.path
 
     def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
         assert self.path is not None
-        if exc_type is not None:
-            self._rmtree(self.path, ignore_errors=True)
-            return
+        with signals_held():
+            if exc_type is not None:
+                shutil.rmtree(self.path, ignore_errors=True)
+                return
+            try:
+                write_marker(self.path, self.kind)
+                (self.path / PARTIAL).unlink(missing_ok=True)
+                self._swap()
+            except BaseException:
+                shutil.rmtree(self.path, ignore_errors=True)
+                raise
+
+    def _swap(self) -> None:
+        """Move the finished folder into place; the one it replaces is removed afterwards."""
+        assert self.path is not None
+        t = self.target
+        check_owned(t, self.kind, self.flag)  # a file the user put there meanwhile is kept
         old = None
-        if self.target.exists():
-            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
-            os.replace(self.target, old)
-        os.replace(self.path, self.target)
+        if t.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{t.name}.old-{os.getpid()}-", dir=t.parent))
+            os.replace(t, old)  # an empty folder may be replaced by a rename
+        os.replace(self.path, t)
         if old is not None:
-            self._rmtree(old, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)

@@ -7,16 +7,16 @@ valid choices, with a "did you mean" when one is close.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nnopt.errors import RecipeError, did_you_mean, unknown_choice
 from nnopt.registry import DATASETS, METRICS, MODELS, STEPS, Registry
-
-Loc = tuple[str | int, ...]
+from nnopt.yaml_io import MAX_RECIPE_BYTES, Loc, YamlTooBig, safe_yaml, yaml_locations
 
 DEFAULT_EVALUATE = ["accuracy", "nll", "params", "nonzero_params", "size", "compressed_size",
                     "macs", "latency"]
@@ -28,16 +28,27 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# A seed: what torch, NumPy and Python's random all accept (after the offsets steps add).
+Seed = Annotated[int, Field(ge=0, lt=2 ** 62)]
+# Training epochs: above this a value can only be a typo (a year of CPU time per epoch count).
+Epochs = Annotated[int, Field(ge=1, le=100_000)]
+# A batch size: above this no batch fits in memory.
+BatchSize = Annotated[int, Field(ge=1, le=2 ** 20)]
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$"  # a name that is never a path
+FACTORY = r"^[\w.]+:[\w.]+$"  # 'package.module:function'
+
+
 class Target(Strict):
     """Where the model will run; latency is measured here, never inferred from MACs."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=NAME)
     runtime: Literal["torch", "onnxruntime"] = "torch"
-    batch_size: int = Field(1, ge=1)
-    threads: int = Field(1, ge=1)
-    warmup: int = Field(10, ge=0, description="untimed calls before timing")
-    repeats: int = Field(50, ge=5, description="minimum timed calls")
-    min_seconds: float = Field(0.5, ge=0, description="keep timing until this much time passed")
+    batch_size: int = Field(1, ge=1, le=65_536)
+    threads: int = Field(1, ge=1, le=1024)
+    warmup: int = Field(10, ge=0, le=100_000, description="untimed calls before timing")
+    repeats: int = Field(50, ge=5, le=1_000_000, description="minimum timed calls")
+    min_seconds: float = Field(0.5, ge=0, le=3600,
+                               description="keep timing until this much time passed")
     sparse: bool = Field(False, description="run Linear layers as CSR sparse matrices (torch only)")
 
     @model_validator(mode="after")
@@ -65,8 +76,13 @@ INPUT = "input"  # 'from: input' starts a stage from the recipe's model before a
 class Recipe(Strict):
     """A whole run: data, model, targets, metrics and the stages to apply in order."""
 
-    name: str = "run"
-    seed: int = 0
+    name: str = Field("run", pattern=NAME, description="the run's name (the default output "
+                      "folder is runs/NAME): letters, digits and _.+- only")
+    seed: Seed = 0
+    trust: list[Annotated[str, Field(pattern=FACTORY)]] = Field(
+        default_factory=list, description="model factories ('module:function') whose code this "
+        "recipe vouches for, so that model folders they built may be loaded (the recipe's own "
+        "model factory is vouched for already)")
     data: dict[str, Any]
     model: dict[str, Any]
     targets: list[Target] = Field(default_factory=lambda: [Target(name="cpu")])
@@ -97,6 +113,12 @@ class ResolvedRecipe(BaseModel):
     stages: list[StageSpec]
     metric_options: dict[str, Any] = Field(default_factory=dict)
 
+    def trusted(self) -> tuple[str, ...]:
+        """The factories this run vouches for: the recipe's ``trust`` list and the factory that
+        its model names (a recipe is code the user chose to run; a model folder is data)."""
+        own = getattr(self.model, "factory", None)
+        return tuple(self.recipe.trust) + ((own,) if isinstance(own, str) else ())
+
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved recipe (every default filled in), as written to results.json."""
         out = self.recipe.model_dump(mode="json")
@@ -107,31 +129,6 @@ class ResolvedRecipe(BaseModel):
         out["metric_options"] = {k: v.model_dump(mode="json")
                                  for k, v in self.metric_options.items()}
         return out
-
-
-# -- locations ---------------------------------------------------------------------------------
-
-def yaml_locations(text: str) -> dict[Loc, int]:
-    """Map every key path in a YAML document to its 1-based line number."""
-    out: dict[Loc, int] = {}
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return out
-
-    def walk(node: yaml.Node, loc: Loc) -> None:
-        out.setdefault(loc, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                out[loc + (str(k.value),)] = k.start_mark.line + 1
-                walk(v, loc + (str(k.value),))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                walk(v, loc + (i,))
-
-    if root is not None:
-        walk(root, ())
-    return out
 
 
 class _Where:
@@ -169,7 +166,8 @@ def _error_line(err: dict[str, Any], loc: Loc, where: _Where, cls: type[BaseMode
         return (f"{where(full)}: unknown field '{bad}' in {format_loc(full[:-1])}"
                 f"{did_you_mean(bad, valid)}; valid fields: {', '.join(valid)}")
     got = err.get("input")
-    got_s = f" (got {got!r})" if not isinstance(got, (dict, list)) and got is not None else ""
+    shown = repr(got) if len(repr(got)) <= 60 else repr(got)[:57] + "..."
+    got_s = f" (got {shown})" if not isinstance(got, (dict, list)) and got is not None else ""
     return f"{where(full)}: {format_loc(full)}: {err['msg']}{got_s}"
 
 
@@ -188,6 +186,10 @@ def _section(registry: Registry, raw: Any, loc: Loc, where: _Where, errors: list
                       f"{', '.join(registry.names())}")
         return None
     name = raw["name"]
+    if not isinstance(name, str):
+        errors.append(f"{where(loc + ('name',))}: {format_loc(loc)}.name must be a name, got "
+                      f"{type(name).__name__}; valid choices: {', '.join(registry.names())}")
+        return None
     if name not in registry:
         errors.append(f"{where(loc + ('name',))}: {unknown_choice(registry.kind, name, registry.names())}")
         return None
@@ -245,6 +247,14 @@ def resolve(raw: Any, *, source: str = "recipe", text: str | None = None,
                           f"steps: {', '.join(STEPS.names())}")
             continue
         step, cfg = keys[0], item[keys[0]]
+        if not isinstance(step, str):
+            errors.append(f"{where(loc)}: a stage's key is a step name, got "
+                          f"{type(step).__name__}; valid steps: {', '.join(STEPS.names())}")
+            continue
+        if source is not None and not isinstance(source, str):
+            errors.append(f"{where(loc + ('from',))}: 'from' names one earlier stage or "
+                          f"'{INPUT}', got {type(source).__name__}")
+            continue
         if source is not None and source != INPUT and source not in {s.name for s in stages}:
             errors.append(f"{where(loc + ('from',))}: 'from: {source}' must name an earlier "
                           f"stage{did_you_mean(str(source), [s.name for s in stages])} or "
@@ -283,7 +293,9 @@ def apply_override(raw: dict[str, Any], assignment: str) -> Loc:
         raise RecipeError(f"--set '{assignment}': expected KEY=VALUE, e.g. data.limit=1000")
     key, _, text = assignment.partition("=")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = safe_yaml(text) if text.strip() else None
+    except YamlTooBig as exc:
+        raise RecipeError(f"--set '{assignment[:60]}': {exc}") from None
     except yaml.YAMLError:
         value = text
     parts = [p for p in key.strip().split(".") if p]
@@ -340,13 +352,27 @@ def load_raw(path: str | Path) -> tuple[dict[str, Any], str]:
     """Read a recipe file; a missing file or a YAML syntax error raises RecipeError."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.exists() and not path.is_file():
+            raise RecipeError(f"recipe {path} is not a file")
+        with path.open("rb") as f:
+            data = f.read(MAX_RECIPE_BYTES + 1)
     except FileNotFoundError:
-        raise RecipeError(f"recipe file not found: {path}") from None
+        raise RecipeError(f"recipe file not found: {path.absolute()}") from None
     except OSError as exc:
         raise RecipeError(f"cannot read recipe {path}: {exc.strerror}") from None
+    if len(data) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"recipe {path} is larger than {MAX_RECIPE_BYTES // 2 ** 20} MiB; a "
+                          "recipe is a short YAML file")
     try:
-        raw = yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise RecipeError(f"{path}:{line}: not UTF-8 text (byte {data[exc.start]:#04x}); save "
+                          "the recipe as UTF-8") from None
+    try:
+        raw = safe_yaml(text)
+    except YamlTooBig as exc:
+        raise RecipeError(f"{path}: invalid YAML: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
@@ -355,10 +381,20 @@ def load_raw(path: str | Path) -> tuple[dict[str, Any], str]:
     return (raw if raw is not None else {}), text
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ResolvedRecipe:
-    """Load, override and validate a recipe file."""
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
+                trust: list[str] | tuple[str, ...] = ()) -> ResolvedRecipe:
+    """Load, override and validate a recipe file; ``trust`` adds factories (the CLI's
+    ``--trust``) to the recipe's ``trust`` list."""
     raw, text = load_raw(path)
-    return resolve_with_overrides(raw, overrides, source=str(path), text=text)
+    resolved = resolve_with_overrides(raw, overrides, source=str(path), text=text)
+    if trust:
+        try:
+            resolved.recipe.trust = [*resolved.recipe.trust, *trust]
+        except ValidationError:
+            bad = next(t for t in trust if not re.fullmatch(FACTORY, t))
+            raise RecipeError(f"--trust '{bad}': expected 'module:function', e.g. "
+                              "my_models:build") from None
+    return resolved
 
 
 def resolve_with_overrides(raw: Any, overrides: list[str] | tuple[str, ...] = (), *,

@@ -13,15 +13,15 @@ from nnopt import __version__
 from nnopt.context import RunContext
 from nnopt.data import load_data
 from nnopt.data.base import DataSplits
-from nnopt.environment import environment
+from nnopt.environment import environment, memory_bytes
 from nnopt.errors import DataError, NnoptError
 from nnopt.fileio import StagedFolder
 from nnopt.measure import Measurement, measure
 from nnopt.models import build_model, save_model
+from nnopt.models.base import weightless_count
 from nnopt.recipe import INPUT, ResolvedRecipe
 from nnopt.registry import STEPS
 from nnopt.report import Report, StageRecord, write_report
-from nnopt.report.model import RESULTS
 from nnopt.train.fit import seed_everything
 
 log = logging.getLogger("nnopt")
@@ -42,12 +42,26 @@ def check_fits(model: nn.Module, data: DataSplits, model_name: str) -> None:
                         f"dataset '{data.name}' has {data.num_classes} classes")
 
 
+def check_size(resolved: ResolvedRecipe, data: DataSplits) -> None:
+    """Refuse a model that cannot be trained in this machine's memory, before building it:
+    fp32 weights, gradients and AdamW's two moments, counted on a weightless build."""
+    count = weightless_count(resolved.model, data.input_shape, data.num_classes)
+    need = 16 * (count or 0)
+    if need > memory_bytes():
+        raise DataError(f"model '{resolved.model.name}' has {count:,} parameters: training it "
+                        f"needs about {need / 2 ** 30:.0f} GiB (weights, gradients and the "
+                        f"optimiser's moments), more than this machine's "
+                        f"{memory_bytes() / 2 ** 30:.0f} GiB; make it smaller")
+
+
 def prepare(resolved: ResolvedRecipe) -> tuple[DataSplits, nn.Module]:
     """Load the data and build (or load) the model; every input error surfaces here."""
     seed_everything(resolved.recipe.seed)
     data = load_data(resolved.data)
+    check_size(resolved, data)
     try:
-        model = build_model(resolved.model, data.input_shape, data.num_classes, data.mean, data.std)
+        model = build_model(resolved.model, data.input_shape, data.num_classes, data.mean, data.std,
+                            trust=resolved.trusted())
     except (ValueError, TypeError) as exc:
         raise DataError(f"model '{resolved.model.name}' cannot be built for dataset '{data.name}' "
                         f"(input shape {tuple(data.input_shape)}): {exc}") from None
@@ -57,11 +71,12 @@ def prepare(resolved: ResolvedRecipe) -> tuple[DataSplits, nn.Module]:
 
 def run_recipe(resolved: ResolvedRecipe, out_dir: str | Path, *, progress: bool = False
                ) -> Report:
-    """Run every stage, write the run folder atomically and return the Report."""
-    data, model = prepare(resolved)
-    initial = model
+    """Run every stage, write the run folder atomically and return the Report. The output
+    folder is checked before any work starts."""
     recipe = resolved.recipe
-    with StagedFolder(out_dir, RESULTS) as staging:
+    with StagedFolder(out_dir, "run") as staging:
+        data, model = prepare(resolved)
+        initial = model
         ctx = RunContext(recipe=resolved, data=data, out_dir=staging, seed=recipe.seed,
                          progress=progress, final_dir=Path(out_dir))
         records: list[StageRecord] = []

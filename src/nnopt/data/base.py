@@ -10,7 +10,7 @@ from pydantic import Field
 
 from nnopt.data.noise import LabelNoiseConfig, corrupt_labels, realised_rate
 from nnopt.errors import DataError
-from nnopt.recipe import Strict
+from nnopt.recipe import Seed, Strict
 
 
 class DataConfig(Strict):
@@ -22,7 +22,7 @@ class DataConfig(Strict):
     limit: int | None = Field(None, ge=1, description="use at most this many training examples")
     eval_limit: int | None = Field(None, ge=1,
                                    description="use at most this many val and test examples")
-    split_seed: int = Field(0, description="seed of the train/val split and of the subsets")
+    split_seed: Seed = Field(0, description="seed of the train/val split and of the subsets")
     label_noise: LabelNoiseConfig | None = Field(
         None, description="corrupt the training and validation labels (test stays clean)")
 
@@ -94,17 +94,35 @@ def make_splits(name: str, cfg: DataConfig, x_train: np.ndarray | torch.Tensor,
                 x_val: np.ndarray | torch.Tensor | None = None,
                 y_val: np.ndarray | torch.Tensor | None = None,
                 num_classes: int | None = None) -> DataSplits:
-    """Hold out a seeded validation share of the training set (unless given), apply limits."""
-    xt, yt = torch.as_tensor(np.asarray(x_train), dtype=torch.float32), _labels(y_train)
-    test = Split(torch.as_tensor(np.asarray(x_test), dtype=torch.float32), _labels(y_test))
-    if len(xt) != len(yt) or len(test.x) != len(test.y):
-        raise DataError(f"dataset '{name}': inputs and labels have different lengths")
+    """Check the arrays, hold out a seeded validation share of the training set (unless given),
+    apply limits. Every check fails with one line naming the array: numbers only, finite
+    inputs, labels that are class indices, matching lengths and input shapes."""
+    if (x_val is None) != (y_val is None):
+        given = "x_val" if x_val is not None else "y_val"
+        raise DataError(f"dataset '{name}': {given} is given without its partner; give both "
+                        "x_val and y_val, or neither (a validation share is then held out)")
+    xs = {"x_train": x_train, "x_test": x_test, **({"x_val": x_val} if x_val is not None else {})}
+    ys = {"y_train": y_train, "y_test": y_test, **({"y_val": y_val} if y_val is not None else {})}
+    x = {k: _inputs(name, k, v) for k, v in xs.items()}
+    y = {k: _labels(name, k, v) for k, v in ys.items()}
+    for split in x:
+        lab = "y" + split[1:]
+        if len(x[split]) != len(y[lab]):
+            raise DataError(f"dataset '{name}': {split} has {len(x[split])} examples but {lab} "
+                            f"has {len(y[lab])} labels")
+        if x[split].shape[1:] != x["x_train"].shape[1:]:
+            raise DataError(f"dataset '{name}': {split} inputs have shape "
+                            f"{tuple(x[split].shape[1:])}, x_train's "
+                            f"{tuple(x['x_train'].shape[1:])}")
+    n_cls = _classes(name, y, num_classes)
+    xt, yt = x["x_train"], y["y_train"]
+    test = Split(x["x_test"], y["y_test"])
     if len(yt) < 2 or len(test) < 1:
         raise DataError(f"dataset '{name}': too few examples (train {len(yt)}, test {len(test)})")
     gen = torch.Generator().manual_seed(cfg.split_seed)
-    if x_val is not None and y_val is not None:
+    if "x_val" in x:
         train = Split(xt, yt)
-        val = Split(torch.as_tensor(np.asarray(x_val), dtype=torch.float32), _labels(y_val))
+        val = Split(x["x_val"], y["y_val"])
     else:
         perm = torch.randperm(len(yt), generator=gen)
         n_val = int(round(cfg.val_fraction * len(yt)))
@@ -119,7 +137,6 @@ def make_splits(name: str, cfg: DataConfig, x_train: np.ndarray | torch.Tensor,
             val = val.take(torch.randperm(len(val), generator=gen)[: cfg.eval_limit])
         if cfg.eval_limit < len(test):
             test = test.take(torch.randperm(len(test), generator=gen)[: cfg.eval_limit])
-    n_cls = num_classes or int(max(train.y.max(), test.y.max())) + 1
     mean, std = channel_stats(train.x)
     noise = None
     if cfg.label_noise is not None and cfg.label_noise.rate > 0:
@@ -127,6 +144,94 @@ def make_splits(name: str, cfg: DataConfig, x_train: np.ndarray | torch.Tensor,
     return DataSplits(name=name, train=train, val=val, test=test, num_classes=n_cls,
                       class_names=class_names or [str(i) for i in range(n_cls)],
                       mean=mean, std=std, noise=noise)
+
+
+def _first_bad(mask: torch.Tensor) -> int:
+    """The example index of the first True in ``mask`` (any shape, examples first)."""
+    return int(mask.reshape(len(mask), -1).any(1).nonzero()[0, 0])
+
+
+def _inputs(name: str, what: str, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Inputs as float32 (N, ...) with N >= 1 examples of at least one feature, all finite."""
+    kind = x.dtype.is_floating_point if isinstance(x, torch.Tensor) else None
+    if kind is None:
+        x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise DataError(f"dataset '{name}': {what} holds {x.dtype} values; inputs must be "
+                            "numbers (bool, integer or float)")
+    if x.ndim < 2 or 0 in x.shape[1:]:
+        raise DataError(f"dataset '{name}': {what} has shape {tuple(x.shape)}; inputs are "
+                        "(N, F) feature vectors or (N, C, ...) arrays")
+    t = torch.as_tensor(x, dtype=torch.float32)
+    bad = ~torch.isfinite(t)
+    if bad.any():
+        raise DataError(f"dataset '{name}': {what} has {int(bad.sum())} non-finite value(s) "
+                        f"(NaN or Inf), the first in example {_first_bad(bad)}; clean or drop them")
+    return t
+
+
+def _labels(name: str, what: str, y: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Labels as int64 class indices (>= 0), from integer or integral float arrays."""
+    if not isinstance(y, torch.Tensor):
+        y = np.asarray(y)
+        if y.dtype.kind not in "biuf":
+            raise DataError(f"dataset '{name}': {what} holds {y.dtype} values; labels must be "
+                            "integer class indices 0..K-1 (map names to numbers first)")
+        y = torch.as_tensor(y.astype(np.float64) if y.dtype.kind == "f" else y.astype(np.int64))
+    if y.dim() != 1:
+        raise DataError(f"dataset '{name}': {what} must be a 1-D array of class indices, got "
+                        f"shape {tuple(y.shape)}")
+    if y.dtype.is_floating_point:
+        odd = ~torch.isfinite(y) | (y != y.round())
+        if odd.any():
+            i = int(odd.nonzero()[0, 0])
+            raise DataError(f"dataset '{name}': {what} has label {y[i].item()} at index {i}; "
+                            "labels must be integer class indices 0..K-1")
+        if len(y) and y.abs().max() > 2 ** 31:
+            i = int((y.abs() > 2 ** 31).nonzero()[0, 0])
+            raise DataError(f"dataset '{name}': {what} has label {y[i].item():g} at index {i}; "
+                            "labels must be class indices 0..K-1")
+    y = y.long()
+    if len(y) and y.min() < 0:
+        i = int((y < 0).nonzero()[0, 0])
+        raise DataError(f"dataset '{name}': {what} has label {y[i].item()} at index {i}; labels "
+                        "must be class indices 0..K-1")
+    return y
+
+
+def _classes(name: str, y: dict[str, torch.Tensor], num_classes: int | None) -> int:
+    """The number of classes: given (every label must be below it) or inferred as the largest
+    label + 1, in which case every class must have training examples (a stray label of 1000
+    among 0..9 is a mistake, not 991 empty classes)."""
+    top = {k: int(v.max()) for k, v in y.items() if len(v)}
+    if num_classes is not None:
+        for k, m in top.items():
+            if m >= num_classes:
+                i = int((y[k] >= num_classes).nonzero()[0, 0])
+                raise DataError(f"dataset '{name}': {k} has label {y[k][i].item()} at index "
+                                f"{i}, but the dataset has {num_classes} classes "
+                                f"(0..{num_classes - 1})")
+        return num_classes
+    n = max(top.values(), default=0) + 1
+    present = set(torch.unique(y["y_train"]).tolist())
+    missing = [c for c in range(n) if c not in present]
+    if n < 2:
+        raise DataError(f"dataset '{name}': the labels name {n} class; a classifier needs at "
+                        "least 2")
+    if missing:
+        runs: list[list[int]] = []
+        for c in missing:  # 3, 4, ..., 999 -> "3..999"
+            if runs and runs[-1][1] == c - 1:
+                runs[-1][1] = c
+            else:
+                runs.append([c, c])
+        shown = ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in runs[:4]) + (
+            f" and {len(runs) - 4} more runs" if len(runs) > 4 else "")
+        where = max(top, key=lambda k: top[k])
+        raise DataError(f"dataset '{name}': labels run 0..{n - 1} (the largest in {where}) but "
+                        f"y_train has no example of class {shown}; labels must be the class "
+                        "indices 0..K-1 (set data.num_classes if some classes truly have none)")
+    return n
 
 
 def _add_noise(cfg: LabelNoiseConfig, name: str, num_classes: int, train: Split, val: Split
@@ -144,12 +249,3 @@ def _add_noise(cfg: LabelNoiseConfig, name: str, num_classes: int, train: Split,
             "realised_train": realised_rate(out[0].y, train.y),
             "realised_val": realised_rate(out[1].y, val.y)}
     return out[0], out[1], info
-
-
-def _labels(y: np.ndarray | torch.Tensor) -> torch.Tensor:
-    y = torch.as_tensor(np.asarray(y))
-    if y.dim() != 1:
-        raise DataError(f"labels must be a 1-D array of class indices, got shape {tuple(y.shape)}")
-    if y.dtype.is_floating_point and not torch.equal(y, y.round()):
-        raise DataError("labels must be integer class indices, got fractional values")
-    return y.long()

@@ -7,6 +7,7 @@ import hashlib
 import os
 import struct
 import urllib.request
+import zlib
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from nnopt.data.base import DataConfig, DataSplits, make_splits
+from nnopt.environment import memory_bytes
 from nnopt.errors import DataError
 from nnopt.fileio import atomic_write_bytes
 from nnopt.registry import DATASETS
@@ -63,10 +65,16 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 def _read_maybe_gzip(path: Path) -> bytes:
     data = path.read_bytes()
     if data[:2] == b"\x1f\x8b":
+        limit = memory_bytes() // 4
+        inflate = zlib.decompressobj(wbits=31)
         try:
-            return gzip.decompress(data)
-        except (OSError, EOFError) as exc:
+            out = inflate.decompress(data, limit)
+        except zlib.error as exc:
             raise DataError(f"{path} is a corrupt gzip file: {exc}") from None
+        if inflate.unconsumed_tail:
+            raise DataError(f"{path} inflates to more than {limit / 2 ** 30:.0f} GiB, more "
+                            "than this machine can hold")
+        return out
     return data
 
 

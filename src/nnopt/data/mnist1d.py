@@ -8,13 +8,15 @@ from pydantic import Field
 
 from nnopt.data.base import DataConfig, DataSplits, make_splits
 from nnopt.errors import DataError
+from nnopt.recipe import Seed
 from nnopt.registry import DATASETS
 
 
 class Mnist1dConfig(DataConfig):
     name: Literal["mnist1d"] = "mnist1d"
-    num_samples: int = Field(5000, ge=100, description="examples generated (80% train, 20% test)")
-    seed: int = Field(42, description="generator seed (42 is the published dataset)")
+    num_samples: int = Field(5000, ge=100, le=10_000_000,
+                             description="examples generated (80% train, 20% test)")
+    seed: Seed = Field(42, description="generator seed (42 is the published dataset)")
 
 
 @DATASETS.register("mnist1d", config=Mnist1dConfig)

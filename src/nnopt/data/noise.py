@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from nnopt.recipe import Strict
+from nnopt.recipe import Seed, Strict
 
 FASHION_PAIRS = [[0, 6], [2, 4], [5, 7]]
 
@@ -35,7 +35,7 @@ class LabelNoiseConfig(Strict):
     include_true: bool = Field(False, description="symmetric: a flip may land on the true class")
     pairs: list[list[int]] | None = Field(None, description="asymmetric: class pairs that swap "
                                           "(default: the dataset's known confusions)")
-    seed: int = Field(0, description="seed of the corruption")
+    seed: Seed = Field(0, description="seed of the corruption")
 
 
 def transition_pairs(cfg: LabelNoiseConfig, dataset: str, num_classes: int) -> dict[int, int]:

@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from nnopt.data.base import DataConfig, DataSplits, make_splits
+from nnopt.recipe import Seed
 from nnopt.registry import DATASETS
 
 TOPICS = {
@@ -49,8 +50,9 @@ def make_sentences(n: int, seed: int = 0) -> tuple[list[str], list[int]]:
 
 class SentencesConfig(DataConfig):
     name: Literal["sentences"] = "sentences"
-    size: int = Field(2000, ge=20, description="sentences generated (80% train, 20% test)")
-    seed: int = 0
+    size: int = Field(2000, ge=20, le=10_000_000,
+                      description="sentences generated (80% train, 20% test)")
+    seed: Seed = 0
     max_length: int = Field(32, ge=4, le=256, description="tokens per sentence (padded)")
 
 

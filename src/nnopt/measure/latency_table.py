@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -71,10 +72,18 @@ class LatencyTable:
         ident = json.dumps([cpu_model(), torch.__version__, target.batch_size, target.threads])
         digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
         self.path = (folder or cache_dir()) / f"torch-{digest}.json"
-        self.table: dict[str, float] = {}
-        if self.path.is_file():
-            self.table = json.loads(self.path.read_text()).get("ops", {})
+        self.table: dict[str, float] = self._read()
         self.identity = ident
+
+    def _read(self) -> dict[str, float]:
+        """The cached table; a cache that is unreadable or not nnopt's is started afresh."""
+        try:
+            ops = json.loads(self.path.read_text(encoding="utf-8")).get("ops", {})
+        except (OSError, ValueError, AttributeError):
+            return {}
+        ok = isinstance(ops, dict) and all(
+            isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in ops.values())
+        return ops if ok else {}
 
     def _time(self, fn: Any) -> float:
         return time_calls(fn, warmup=5, repeats=30, min_seconds=0.05)["median_ms"]
@@ -105,12 +114,7 @@ class LatencyTable:
         return self.overhead_ms() + sum(self.table[k] for k, _, _ in ops)
 
     def save(self) -> None:
-        latest = {}
-        if self.path.is_file():  # another worker may have added operators meanwhile
-            try:
-                latest = json.loads(self.path.read_text()).get("ops", {})
-            except json.JSONDecodeError:
-                latest = {}
+        latest = self._read()  # another worker may have added operators meanwhile
         self.table = {**latest, **self.table}
         atomic_write_json(self.path, {"identity": self.identity, "ops": self.table})
 

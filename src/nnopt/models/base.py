@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -49,11 +50,13 @@ class NnoptModel(nn.Module):
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...] | list[int], num_classes: int,
-                mean: list[float] | None = None, std: list[float] | None = None) -> NnoptModel:
-    """Build a registered model for inputs of ``input_shape`` (C, ...) and ``num_classes``."""
+                mean: list[float] | None = None, std: list[float] | None = None, *,
+                trust: tuple[str, ...] = ()) -> NnoptModel:
+    """Build a registered model for inputs of ``input_shape`` (C, ...) and ``num_classes``;
+    ``trust`` lists the factories a saved model may have been built by."""
     entry = MODELS.get(cfg.name)
     if entry.meta.get("loads"):  # a saved model brings its own normalisation and spec
-        return entry.fn(cfg, tuple(input_shape), num_classes)
+        return entry.fn(cfg, tuple(input_shape), num_classes, trust=trust)
     net = entry.fn(cfg, tuple(input_shape), num_classes)
     wants_norm = entry.meta.get("normalize", True)  # token ids are not normalised
     norm = Normalize(mean, std, len(input_shape) - 1) if mean and std and wants_norm else None
@@ -66,6 +69,23 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...] | list[int], num_
         "normalize": {"mean": list(mean), "std": list(std)} if norm is not None else None,
     }
     return NnoptModel(net, norm, spec)
+
+
+def weightless_count(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int
+                     ) -> int | None:
+    """Parameters and buffers of the model ``cfg`` describes, counted on a build on PyTorch's
+    meta device (no memory, no weights); None for a model that loads or runs the user's code,
+    or that cannot be built without data."""
+    entry = MODELS.get(cfg.name)
+    if entry.meta.get("loads") or entry.meta.get("vouch"):
+        return None
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pretrained weights copied into meta: no-ops
+            model = entry.fn(cfg, tuple(input_shape), num_classes)
+        return sum(t.numel() for t in model.state_dict().values())
+    except Exception:  # noqa: BLE001  (the real build reports what is wrong with the config)
+        return None
 
 
 def activation(name: str) -> nn.Module:

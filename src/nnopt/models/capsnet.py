@@ -32,7 +32,7 @@ class CapsNetConfig(ModelConfig):
     primary_types: int = Field(8, ge=1, description="primary capsule types (the paper: 32)")
     primary_dim: int = Field(8, ge=1, description="length of a primary capsule")
     class_dim: int = Field(16, ge=1, description="length of a class capsule")
-    routing_iterations: int = Field(3, ge=1)
+    routing_iterations: int = Field(3, ge=1, le=100)
     decoder: list[int] = Field(default_factory=lambda: [512, 1024],
                                description="hidden widths of the reconstruction decoder "
                                "([]: no decoder, no reconstruction loss)")

@@ -17,7 +17,7 @@ class CnnConfig(ModelConfig):
     width: int = Field(32, ge=1, description="channels of the first stage; doubled per stage")
     depth: int = Field(2, ge=1, le=6, description="number of stages (each halves the resolution)")
     convs_per_stage: int = Field(1, ge=1, le=4)
-    kernel_size: int = Field(3, ge=1)
+    kernel_size: int = Field(3, ge=1, le=64)
     batch_norm: bool = True
     activation: str = Act
     hidden: int = Field(128, ge=0, description="width of the hidden fc layer (0: none)")

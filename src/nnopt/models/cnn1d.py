@@ -15,7 +15,7 @@ class Cnn1dConfig(ModelConfig):
     name: Literal["cnn1d"] = "cnn1d"
     width: int = Field(32, ge=1, description="channels of every conv layer")
     depth: int = Field(3, ge=1, le=6, description="number of conv layers")
-    kernel_size: int = Field(5, ge=1)
+    kernel_size: int = Field(5, ge=1, le=1024)
     stride: int = Field(2, ge=1)
     batch_norm: bool = True
     activation: str = Act

@@ -22,7 +22,7 @@ class ConvAttnConfig(ModelConfig):
     width: int = Field(32, ge=1, description="channels of the first conv stage; doubled per "
                        "stage; the last stage's width is the attention dimension")
     stages: int = Field(2, ge=1, le=4, description="conv stages, each halving the resolution")
-    depth: int = Field(2, ge=1, description="transformer blocks after the stem")
+    depth: int = Field(2, ge=1, le=128, description="transformer blocks after the stem")
     heads: int = Field(4, ge=1, description="must divide the attention dimension")
     mlp_ratio: float = Field(2.0, gt=0)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)

@@ -11,12 +11,13 @@ from torch import nn
 
 from nnopt.errors import RecipeError
 from nnopt.models.base import ModelConfig
+from nnopt.recipe import FACTORY
 from nnopt.registry import MODELS
 
 
 class FactoryConfig(ModelConfig):
     name: Literal["factory"] = "factory"
-    factory: str = Field(..., pattern=r"^[\w.]+:[\w.]+$",
+    factory: str = Field(..., pattern=FACTORY,
                          description="'package.module:function' returning an nn.Module")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments")
 
@@ -42,7 +43,7 @@ def resolve_factory(ref: str) -> Any:
     return obj
 
 
-@MODELS.register("factory", config=FactoryConfig)
+@MODELS.register("factory", config=FactoryConfig, vouch="factory")
 def factory(cfg: FactoryConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The user's own model: ``factory(**kwargs)``, given input_shape/num_classes if it takes them."""
     fn = resolve_factory(cfg.factory)
@@ -51,7 +52,13 @@ def factory(cfg: FactoryConfig, input_shape: tuple[int, ...], num_classes: int) 
     for key, value in (("input_shape", input_shape), ("num_classes", num_classes)):
         if key in params and key not in kwargs:
             kwargs[key] = value
-    model = fn(**kwargs)
+    try:
+        model = fn(**kwargs)
+    except Exception as exc:  # noqa: BLE001  (the user's code: its failure is theirs to fix)
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else ""
+        raise RecipeError(f"model factory '{cfg.factory}' raised {type(exc).__name__}"
+                          f"{': ' + first if first else ''}") from exc
     if not isinstance(model, nn.Module):
         raise RecipeError(f"model factory '{cfg.factory}' returned {type(model).__name__}, "
                           "not an nn.Module")
@@ -59,8 +66,10 @@ def factory(cfg: FactoryConfig, input_shape: tuple[int, ...], num_classes: int) 
 
 
 @MODELS.register("saved", config=SavedConfig, loads=True)
-def saved(cfg: SavedConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """A model nnopt saved before (``models/<stage>`` of a run), reloaded without pickle."""
+def saved(cfg: SavedConfig, input_shape: tuple[int, ...], num_classes: int, *,
+          trust: tuple[str, ...] = ()) -> nn.Module:
+    """A model nnopt saved before (``models/<stage>`` of a run), reloaded without pickle and
+    without running any code the folder names (a factory's model needs the recipe's trust)."""
     from nnopt.models.saving import load_model
 
-    return load_model(cfg.path)
+    return load_model(cfg.path, trust=trust)

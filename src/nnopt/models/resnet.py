@@ -15,7 +15,7 @@ from nnopt.registry import MODELS
 
 class ResnetConfig(ModelConfig):
     name: Literal["resnet"] = "resnet"
-    depth: int = Field(20, description="6n+2: 20, 32, 44, 56, 110 (8 for tests)")
+    depth: int = Field(20, ge=8, le=1202, description="6n+2: 20, 32, 44, 56, 110 (8 for tests)")
     width: float = Field(1.0, gt=0, description="width multiplier on the 16-32-64 channels")
 
     @field_validator("depth")

@@ -4,25 +4,40 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from nnopt.errors import ModelFileError, NnoptError
-from nnopt.fileio import atomic_write_bytes, atomic_write_json
-from nnopt.models.structure import apply_structure, capture_structure
+from nnopt.environment import memory_bytes
+from nnopt.errors import ModelFileError, NnoptError, unknown_choice
+from nnopt.fileio import atomic_write_bytes, atomic_write_json, read_inside
+from nnopt.models.structure import apply_structure, capture_structure, check_structure
+from nnopt.registry import MODELS
 
 WEIGHTS, SPEC = "model.safetensors", "spec.json"
 
 # Module-level rewrites (e.g. QAT wrappers) that a spec lists under "transforms": each kind's
 # function re-applies its rewrite to a freshly built model before the weights are loaded.
 TRANSFORMS: dict[str, Callable[[nn.Module, dict[str, Any]], None]] = {}
+
+
+def record_int(transform: dict[str, Any], key: str, low: int, high: int,
+               default: int | None = None) -> int:
+    """An integer a transform record holds (a spec is data: checked before it sizes anything)."""
+    value = transform.get(key, default)
+    if type(value) is not int or not low <= value <= high:
+        raise ValueError(f"transform '{transform.get('kind')}': {key} must be an integer in "
+                         f"{low}..{high}, got {str(value)[:30]}")
+    return value
 
 
 def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -39,7 +54,7 @@ def save_model(model: nn.Module, folder: str | Path) -> Path:
     if hasattr(model, "save_to"):  # a deployed artifact (e.g. ONNX) saves its own file
         return model.save_to(folder)
     spec = {k: v for k, v in spec.items() if k != "structure"}
-    structure = capture_structure(model, build_from_spec(spec))
+    structure = capture_structure(model, build_from_spec(spec, trust=vouched(spec)))
     if structure is not None:
         spec["structure"] = structure
     blob = st_save(state_tensors(model))
@@ -52,10 +67,70 @@ def save_model(model: nn.Module, folder: str | Path) -> Path:
     return folder / WEIGHTS
 
 
-def build_from_spec(spec: dict[str, Any]) -> nn.Module:
-    """The architecture a spec describes, with fresh weights (structure applied if recorded)."""
+def untrusted(source: str, ref: str) -> ModelFileError:
+    """The error for a model folder whose architecture comes from code nobody vouched for."""
+    return ModelFileError(
+        f"{source} was built by the factory '{ref}', code that a model folder cannot vouch "
+        f"for (loading runs no code a folder names); if you trust '{ref}', say so: "
+        f"'trust: [\"{ref}\"]' in the recipe, '--trust {ref}' on the command line, or "
+        f"load_model(path, trust=[\"{ref}\"])")
+
+
+def vouched(spec: dict[str, Any]) -> tuple[str, ...]:
+    """The factory of a model built in this process (its code already ran under the caller's
+    trust), so that rebuilding an in-memory model's architecture needs no new vouching."""
+    ref = (spec.get("model") or {}).get("factory")
+    return (ref,) if isinstance(ref, str) else ()
+
+
+def build_from_spec(spec: dict[str, Any], *, trust: Iterable[str] = (), source: str = "spec",
+                    expect: dict[str, tuple[int, ...]] | None = None,
+                    budget: int | None = None) -> nn.Module:
+    """The architecture a spec describes, with fresh weights (structure applied if recorded).
+
+    A spec is data: it runs no code but nnopt's own, unless it names a factory listed in
+    ``trust``. ``expect`` (the tensor shapes of the weights file) or ``budget`` (an upper bound
+    on the elements) is checked on a weightless build first, so a spec cannot make nnopt
+    allocate more than its file holds.
+    """
+    check_spec(spec, source)
+    entry = MODELS.get(spec["model"]["name"])
+    vouch = entry.meta.get("vouch")
+    if vouch is not None and spec["model"].get(vouch) not in set(trust):
+        raise untrusted(source, str(spec["model"].get(vouch)))
+    try:
+        if (expect is not None or budget is not None) and vouch is None:
+            with torch.device("meta"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pretrained weights copied into meta: no-ops
+                shapes = {k: tuple(v.shape) for k, v in _build(spec).state_dict().items()}
+            if expect is not None and shapes != expect:
+                odd = sorted(set(shapes) ^ set(expect)) or [
+                    k for k in shapes if shapes[k] != expect[k]]
+                raise ModelFileError(f"{source}: weights do not match the spec (first "
+                                     f"difference: {odd[0]})")
+            total = sum(math.prod(s) for s in shapes.values())
+            if budget is not None and total > budget:
+                raise ModelFileError(f"{source}: the spec describes {total:,} weights, more "
+                                     f"than its file can hold")
+        return _build(spec)
+    except ModelFileError:
+        raise
+    except (NnoptError, ValidationError, KeyError, TypeError, ValueError, IndexError,
+            AttributeError, RuntimeError, NotImplementedError) as exc:
+        if isinstance(exc, ValidationError):
+            e = exc.errors()[0]
+            first = f"model.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+        elif isinstance(exc, KeyError):
+            first = f"unknown or missing key {str(exc)[:60]}"
+        else:
+            text = str(exc).strip()
+            first = text.splitlines()[0] if text else type(exc).__name__
+        raise ModelFileError(f"{source}: the spec does not describe a model nnopt can build: "
+                             f"{first}") from None
+
+
+def _build(spec: dict[str, Any]) -> nn.Module:
     from nnopt.models.base import build_model
-    from nnopt.registry import MODELS
 
     cfg = MODELS.get(spec["model"]["name"]).config.model_validate(spec["model"])
     norm = spec.get("normalize") or {}
@@ -73,6 +148,49 @@ def build_from_spec(spec: dict[str, Any]) -> nn.Module:
     return model
 
 
+MAX_INPUT = 2 ** 26      # elements of one input
+MAX_CLASSES = 1_000_000
+
+
+def check_spec(spec: Any, source: str) -> None:
+    """The fields every spec needs, with their types and sane ranges (one line if not)."""
+    def bad(what: str) -> ModelFileError:
+        return ModelFileError(f"{source}: invalid spec: {what}")
+
+    if not isinstance(spec, dict):
+        raise bad("not a JSON object")
+    model = spec.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        raise bad("'model' must be an object with a 'name'")
+    if model["name"] not in MODELS:
+        raise bad(unknown_choice("model", model["name"], MODELS.names()))
+    if MODELS.get(model["name"]).meta.get("loads"):
+        raise bad(f"a spec cannot point at another saved model ('{model['name']}')")
+    shape = spec.get("input_shape")
+    if not (isinstance(shape, list) and 1 <= len(shape) <= 4
+            and all(type(d) is int and 1 <= d <= MAX_INPUT for d in shape)
+            and math.prod(shape) <= MAX_INPUT):
+        raise bad(f"'input_shape' must list 1 to 4 positive sizes of at most {MAX_INPUT:,} "
+                  f"elements in all (got {str(shape)[:60]})")
+    n = spec.get("num_classes")
+    if type(n) is not int or not 1 <= n <= MAX_CLASSES:
+        raise bad(f"'num_classes' must be an integer in 1..{MAX_CLASSES:,} (got {str(n)[:30]})")
+    norm = spec.get("normalize")
+    if norm is not None:
+        ok = isinstance(norm, dict) and all(
+            isinstance(norm.get(k), list) and len(norm[k]) == shape[0]
+            and all(type(v) in (int, float) and math.isfinite(v) for v in norm[k])
+            for k in ("mean", "std"))
+        if not ok or any(v <= 0 for v in norm["std"]):
+            raise bad(f"'normalize' needs finite 'mean' and positive 'std' lists of "
+                      f"{shape[0]} value(s), one per input channel")
+    transforms = spec.get("transforms", [])
+    if not isinstance(transforms, list) or not all(isinstance(t, dict) for t in transforms):
+        raise bad("'transforms' must be a list of objects")
+    if spec.get("structure") is not None:
+        check_structure(spec["structure"], bad)
+
+
 def fresh_model(model: nn.Module, seed: int, step: str) -> nn.Module:
     """The incoming model's architecture with fresh weights drawn from ``seed`` (ensemble
     members, cross-validation folds); ``step`` names the caller in the error for a model whose
@@ -85,7 +203,10 @@ def fresh_model(model: nn.Module, seed: int, step: str) -> nn.Module:
                          "which this model no longer has (it was pruned or rewritten); put "
                          f"{step} before the compression stages")
     seed_everything(seed)
-    return build_from_spec(spec)
+    return build_from_spec(spec, trust=vouched(spec))
+
+
+MAX_SPEC_BYTES = 64 * 2 ** 20
 
 
 def read_spec(folder: str | Path) -> dict[str, Any]:
@@ -93,9 +214,11 @@ def read_spec(folder: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ModelFileError(f"no saved model in {folder}: {SPEC} is missing")
     try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{path} is corrupt: {exc}") from None
+        spec = json.loads(read_inside(path, Path(folder), MAX_SPEC_BYTES, "model spec"))
+    except NnoptError as exc:
+        raise ModelFileError(str(exc)) from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ModelFileError(f"{path} is corrupt: {str(exc)[:120]}") from None
     if not isinstance(spec, dict) or spec.get("format") not in ("nnopt-model", "nnopt-onnx",
                                                                 "nnopt-torch-int8"):
         raise ModelFileError(f"{path} is not an nnopt model spec")
@@ -107,20 +230,28 @@ def read_checked(folder: Path, name: str, spec: dict[str, Any]) -> bytes:
     path = folder / name
     if not path.is_file():
         raise ModelFileError(f"no saved model in {folder}: {name} is missing")
-    blob = path.read_bytes()
+    try:
+        blob = read_inside(path, folder, memory_bytes() // 2, "model file")
+    except NnoptError as exc:
+        raise ModelFileError(str(exc)) from None
     if spec.get("weights_sha256") not in (None, hashlib.sha256(blob).hexdigest()):
         raise ModelFileError(f"{path} is corrupt: its SHA-256 does not match {SPEC}")
     return blob
 
 
-def load_model(folder: str | Path) -> nn.Module:
+def load_model(folder: str | Path, *, trust: Iterable[str] = ()) -> nn.Module:
     """Rebuild the model from its spec and load its safetensors weights (eval mode); a
-    Deep Compression ``.nnc`` file is decoded instead."""
+    Deep Compression ``.nnc`` file is decoded instead.
+
+    A model folder is data: loading it runs no code that it names. A model built by a user's
+    factory reloads only when ``trust`` lists that factory ('module:function').
+    """
     folder = Path(folder)
+    trust = tuple(trust)
     if folder.is_file() and folder.suffix == ".nnc":
         from nnopt.compress.cluster.codec import load_encoded
 
-        return load_encoded(folder)
+        return load_encoded(folder, trust=trust)
     spec = read_spec(folder)
     if spec.get("format") == "nnopt-onnx":
         from nnopt.compress.quantize.onnx_model import load_onnx_model
@@ -129,15 +260,16 @@ def load_model(folder: str | Path) -> nn.Module:
     if spec.get("format") == "nnopt-torch-int8":
         from nnopt.compress.quantize.torch_int8 import load_torch_int8
 
-        return load_torch_int8(folder, spec).eval()
+        return load_torch_int8(folder, spec, trust=trust).eval()
     blob = read_checked(folder, WEIGHTS, spec)
     path = folder / WEIGHTS
     try:
         tensors = st_load(blob)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise ModelFileError(f"{path} is corrupt: {exc}") from None
+    model = build_from_spec(spec, trust=trust, source=str(folder),
+                            expect={k: tuple(v.shape) for k, v in tensors.items()})
     try:
-        model = build_from_spec(spec)
         model.load_state_dict(tensors, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -7,6 +7,7 @@ and applied to a freshly built model before its weights are loaded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -45,17 +46,46 @@ def capture_structure(model: nn.Module, reference: nn.Module) -> dict[str, Any] 
     return {"tensors": tensors, "attrs": attrs}
 
 
+def check_structure(structure: Any, bad: Callable[[str], Exception]) -> None:
+    """Raise ``bad(reason)`` unless ``structure`` has the form capture_structure writes:
+    {"tensors": {name: [sizes]}, "attrs": {module: {size attribute: int or [ints]}}}."""
+    if not isinstance(structure, dict) or set(structure) - {"tensors", "attrs"}:
+        raise bad("'structure' must be an object with 'tensors' and 'attrs'")
+    tensors, attrs = structure.get("tensors", {}), structure.get("attrs", {})
+    if not isinstance(tensors, dict) or not isinstance(attrs, dict):
+        raise bad("'structure' tensors and attrs must be objects")
+    for name, shape in tensors.items():
+        if not (isinstance(shape, list) and len(shape) <= 8
+                and all(type(d) is int and 0 <= d <= 2 ** 31 for d in shape)):
+            raise bad(f"structure tensor '{name}' needs a list of sizes, got {str(shape)[:40]}")
+    for name, values in attrs.items():
+        if not isinstance(values, dict):
+            raise bad(f"structure attrs of '{name}' must be an object")
+        for k, v in values.items():
+            ok = type(v) is int or (isinstance(v, list) and all(type(x) is int for x in v))
+            if k not in SIZE_ATTRS or not ok:
+                raise bad(f"structure attr '{name}.{k}' is not a size attribute nnopt records")
+
+
 def apply_structure(model: nn.Module, structure: dict[str, Any]) -> nn.Module:
     """Resize ``model`` in place to the recorded shapes (values are then loaded from weights)."""
     modules = dict(model.named_modules())
+
+    def module(name: str) -> nn.Module:
+        if name not in modules:
+            raise ValueError(f"structure names module '{name}', which the model lacks")
+        return modules[name]
+
     for name, attrs in structure.get("attrs", {}).items():
-        module = modules[name]
+        module_ = module(name)
         for k, v in attrs.items():
-            setattr(module, k, tuple(v) if isinstance(v, list) else v)
+            setattr(module_, k, tuple(v) if isinstance(v, list) else v)
     for key, shape in structure.get("tensors", {}).items():
         owner_name, _, attr = key.rpartition(".")
-        owner = modules[owner_name]
-        old = getattr(owner, attr)
+        owner = module(owner_name)
+        old = owner._parameters.get(attr, owner._buffers.get(attr))
+        if old is None:
+            raise ValueError(f"structure names tensor '{key}', which the model lacks")
         new = torch.empty(shape, dtype=old.dtype)
         if isinstance(old, nn.Parameter):
             setattr(owner, attr, nn.Parameter(new, requires_grad=old.requires_grad))

@@ -17,7 +17,7 @@ class VitConfig(ModelConfig):
     name: Literal["vit"] = "vit"
     patch_size: int = Field(7, ge=1, description="must divide the image height and width")
     dim: int = Field(64, ge=1)
-    depth: int = Field(4, ge=1)
+    depth: int = Field(4, ge=1, le=128)
     heads: int = Field(4, ge=1, description="must divide dim")
     mlp_ratio: float = Field(2.0, gt=0)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)

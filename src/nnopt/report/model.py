@@ -11,6 +11,7 @@ from typing import Any
 from nnopt.errors import NnoptError
 
 RESULTS = "results.json"
+MAX_RESULTS_BYTES = 256 * 2 ** 20
 
 
 @dataclass
@@ -43,12 +44,43 @@ class Report:
         return _finite(asdict(self))
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Report:
+    def from_dict(cls, d: Any) -> Report:
+        """The Report of a results.json; a file of another shape raises ValueError naming the
+        first field that is wrong."""
+        check_results(d)
         stages = [StageRecord(**{k: s.get(k) for k in ("name", "step", "seconds", "artifact",
                                                        "metrics")}, details=s.get("details", {}))
                   for s in d["stages"]]
         return cls(nnopt_version=d["nnopt_version"], recipe=d["recipe"],
                    environment=d.get("environment", {}), data=d.get("data", {}), stages=stages)
+
+
+def check_results(d: Any) -> None:
+    """The shape results.json must have for a report to be drawn from it."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ValueError(what)
+
+    need(isinstance(d, dict), "not a JSON object")
+    need(isinstance(d.get("nnopt_version"), str), "'nnopt_version' must be a string")
+    need(isinstance(d.get("recipe"), dict), "'recipe' must be an object")
+    for key in ("environment", "data"):
+        need(isinstance(d.get(key, {}), dict), f"'{key}' must be an object")
+    need(isinstance(d.get("stages"), list) and d["stages"], "'stages' must be a non-empty list")
+    for i, s in enumerate(d["stages"]):
+        at = f"stages[{i}]"
+        need(isinstance(s, dict), f"{at} must be an object")
+        need(isinstance(s.get("name"), str) and isinstance(s.get("step"), str),
+             f"{at} needs 'name' and 'step' strings")
+        need(type(s.get("seconds")) in (int, float), f"{at}.seconds must be a number")
+        need(s.get("artifact") is None or isinstance(s["artifact"], str),
+             f"{at}.artifact must be a string")
+        need(isinstance(s.get("details", {}), dict), f"{at}.details must be an object")
+        metrics = s.get("metrics")
+        need(isinstance(metrics, dict), f"{at}.metrics must be an object")
+        for k, v in metrics.items():
+            need(type(v) in (int, float) and math.isfinite(v),
+                 f"{at}.metrics['{str(k)[:40]}'] must be a finite number")
 
 
 def _finite(obj: Any) -> Any:
@@ -69,6 +101,11 @@ def load_report(folder: str | Path) -> Report:
     if not path.is_file():
         raise NnoptError(f"no {RESULTS} in {folder}: is it an nnopt run folder?")
     try:
+        if path.stat().st_size > MAX_RESULTS_BYTES:
+            raise ValueError(f"larger than {MAX_RESULTS_BYTES // 2 ** 20} MiB")
         return Report.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise NnoptError(f"{path} is corrupt: {exc}") from None
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError, RecursionError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NnoptError(f"{path} is not an nnopt results file: {first}") from None
+    except OSError as exc:
+        raise NnoptError(f"cannot read {path}: {exc.strerror}") from None

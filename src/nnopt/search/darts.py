@@ -18,7 +18,7 @@ from torch import nn
 from nnopt.context import RunContext
 from nnopt.errors import NnoptError, TrainingError
 from nnopt.models.darts import OPS, CellNetwork, DartsConfig
-from nnopt.recipe import Strict
+from nnopt.recipe import BatchSize, Epochs, Strict
 from nnopt.registry import STEPS
 from nnopt.train.fit import TrainConfig, batches, fit
 
@@ -92,8 +92,8 @@ class DartsSearchConfig(Strict):
     channels: int = Field(8, ge=2)
     cells: int = Field(3, ge=1, le=12)
     nodes: int = Field(3, ge=1, le=6)
-    epochs: int = Field(3, ge=1, description="search epochs over the weight half")
-    batch_size: int = Field(64, ge=2)
+    epochs: Epochs = Field(3, description="search epochs over the weight half")
+    batch_size: BatchSize = Field(64, ge=2)
     lr: float = Field(0.003, gt=0, description="Adam learning rate of the weights")
     alpha_lr: float = Field(0.0006, gt=0, description="Adam learning rate of alpha")
     alpha_weight_decay: float = Field(0.001, ge=0)

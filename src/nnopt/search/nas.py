@@ -44,7 +44,8 @@ class NasConfig(Strict):
     space: MacroSpace = Field(default_factory=MacroSpace)
     strategy: str = Field("random", description="random, evolution (regularized), tpe (one "
                           "objective) or nsga2 (several)")
-    trials: int = Field(20, ge=1, description="architectures evaluated (the budget, with proxy)")
+    trials: int = Field(20, ge=1, le=100_000,
+                        description="architectures evaluated (the budget, with proxy)")
     objectives: list[str] = Field(default_factory=lambda: ["accuracy"], min_length=1,
                                   description="metrics judged on the validation split and the "
                                   "targets: accuracy, latency_ms/<target>, params, size_bytes, "
@@ -56,7 +57,8 @@ class NasConfig(Strict):
                                              "you have now) evaluated like a trial, as the "
                                              "yardstick of 'reference' constraints")
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
-    population: int = Field(10, ge=2, description="evolution: population; nsga2: generation "
+    population: int = Field(10, ge=2, le=100_000,
+                            description="evolution: population; nsga2: generation "
                             "size; tpe: random start-up trials")
     sample: int = Field(3, ge=1, description="evolution: tournament size")
     executor: Literal["local", "ray"] = Field("local", description="where trials run")

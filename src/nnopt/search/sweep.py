@@ -12,7 +12,9 @@ from typing import Any
 import yaml
 
 from nnopt.errors import NnoptError, RecipeError
-from nnopt.fileio import atomic_write_json, atomic_write_text
+from nnopt.fileio import (StagedFolder, atomic_write_json, atomic_write_text, clean_stale,
+                          read_marker, write_marker)
+from nnopt.yaml_io import safe_yaml
 from nnopt.report import plots
 from nnopt.report.model import RESULTS, Report, load_report
 from nnopt.report.render import Doc, figures, fmt, metric_columns, metrics_tables
@@ -26,7 +28,15 @@ def parse_grid(specs: list[str]) -> list[tuple[str, list[Any]]]:
         key, sep, values = spec.partition("=")
         if not sep or not key.strip() or not values.strip():
             raise RecipeError(f"--grid '{spec}': expected KEY=V1,V2,... e.g. data.limit=500,1000")
-        parsed = [yaml.safe_load(v) if v.strip() else None for v in values.split(",")]
+        parsed = []
+        for v in values.split(","):
+            try:
+                parsed.append(safe_yaml(v) if v.strip() else None)
+            except yaml.YAMLError as exc:
+                problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+                raise RecipeError(f"--grid '{key.strip()}': value '{v[:40]}' is not valid YAML "
+                                  f"({problem}); values are split at commas, so a list "
+                                  "value is written [16] or 16+32 is not one") from None
         out.append((key.strip(), parsed))
     keys = [k for k, _ in out]
     if len(set(keys)) != len(keys):
@@ -44,6 +54,7 @@ class Variant:
     out: str
     recipe_path: str
     resume: bool = False
+    trust: tuple[str, ...] = ()
 
 
 @dataclass
@@ -59,7 +70,7 @@ class VariantResult:
 
 
 def variants(recipe_path: str, grid: list[tuple[str, list[Any]]], base: list[str],
-             out: Path, resume: bool = False) -> list[Variant]:
+             out: Path, resume: bool = False, trust: tuple[str, ...] = ()) -> list[Variant]:
     keys = [k for k, _ in grid]
     result = []
     for i, combo in enumerate(itertools.product(*[v for _, v in grid])):
@@ -68,7 +79,7 @@ def variants(recipe_path: str, grid: list[tuple[str, list[Any]]], base: list[str
         name = f"v{i:02d}-" + re.sub(r"[^A-Za-z0-9_.=+-]+", "-", short)[:80]
         sets = base + [f"{k}={_flow(v)}" for k, v in values.items()]
         result.append(Variant(name, values, sets, str(out / "variants" / name), recipe_path,
-                              resume))
+                              resume, trust))
     return result
 
 
@@ -87,11 +98,15 @@ def run_variant(v: Variant) -> VariantResult:
     from nnopt.recipe import load_recipe
     from nnopt.runner import run_recipe
 
-    if v.resume and (Path(v.out) / RESULTS).is_file():
-        rep = load_report(v.out)
-        return _finished(v, rep, skipped=True)
+    marker = read_marker(Path(v.out))
+    if v.resume and marker is not None and marker.get("kind") == "run" \
+            and (Path(v.out) / RESULTS).is_file():
+        try:
+            return _finished(v, load_report(v.out), skipped=True)
+        except NnoptError:
+            pass  # an unreadable result is run again
     try:
-        rep = run_recipe(load_recipe(v.recipe_path, v.overrides), v.out)
+        rep = run_recipe(load_recipe(v.recipe_path, v.overrides, trust=v.trust), v.out)
     except NnoptError as exc:
         return VariantResult(v.name, v.values, v.out, False, error=str(exc))
     except Exception as exc:  # a failed variant must not lose the others
@@ -109,25 +124,43 @@ def _finished(v: Variant, rep: Report, skipped: bool = False) -> VariantResult:
 
 def run_sweep(recipe_path: str, grid_specs: list[str], out: str | Path, executor: Executor, *,
               overrides: list[str] | None = None, resume: bool = False,
-              on_result: Any = None) -> list[VariantResult]:
-    """Validate every variant first, run them on ``executor``, then write the sweep report."""
+              on_result: Any = None, trust: list[str] | tuple[str, ...] = ()
+              ) -> list[VariantResult]:
+    """Validate every variant first, run them on ``executor``, then write the sweep report.
+
+    ``out`` follows the rule of run folders: it is written only when it is absent, empty or a
+    sweep folder holding nothing but what nnopt wrote there (its marker lists every file).
+    Variants are run folders of their own, replaced whole, so an interrupted sweep resumes.
+    """
     from nnopt.recipe import load_recipe
 
-    out = Path(out)
+    staged = StagedFolder(out, "sweep")
+    out = staged.target
     grid = parse_grid(grid_specs)
-    jobs = variants(recipe_path, grid, list(overrides or []), out, resume)
+    jobs = variants(recipe_path, grid, list(overrides or []), out, resume, tuple(trust))
     for v in jobs:  # fail fast on a bad grid value, before anything runs
         try:
-            load_recipe(recipe_path, v.overrides)
+            load_recipe(recipe_path, v.overrides, trust=v.trust)
         except RecipeError as exc:
             raise RecipeError(f"variant {v.name}: {exc}") from None
+    staged.check()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NnoptError(f"--out {out}: cannot write there: {exc.strerror or exc}") from None
+    clean_stale(out / "variants")
+    write_marker(out, "sweep")
     results: list[VariantResult | None] = [None] * len(jobs)
-    for i, res in executor.map(run_variant, jobs):
-        results[i] = res
-        if on_result is not None:
-            on_result(res)
-    done = [r for r in results if r is not None]
-    write_sweep_report(recipe_path, grid, done, out)
+    try:
+        for i, res in executor.map(run_variant, jobs):
+            results[i] = res
+            write_marker(out, "sweep")
+            if on_result is not None:
+                on_result(res)
+        done = [r for r in results if r is not None]
+        write_sweep_report(recipe_path, grid, done, out)
+    finally:
+        write_marker(out, "sweep")
     return done
 
 

@@ -30,10 +30,10 @@ from nnopt.search.pareto import pareto_ranks
 
 
 class WannSearchConfig(Strict):
-    generations: int = Field(64, ge=1)
-    population: int = Field(64, ge=4)
+    generations: int = Field(64, ge=1, le=100_000)
+    population: int = Field(64, ge=4, le=100_000)
     elite: int = Field(8, ge=0, description="best networks kept unchanged each generation")
-    tournament: int = Field(4, ge=1)
+    tournament: int = Field(4, ge=1, le=100_000)
     weights: list[float] = Field(default_factory=lambda: [-2.0, -1.0, -0.5, 0.5, 1.0, 2.0],
                                  min_length=1, description="shared-weight values a network "
                                  "is judged on (its fitness is the mean accuracy over them)")

@@ -25,7 +25,7 @@ class AdversarialConfig(Strict):
 
     method: Literal["pgd", "trades"] = Field("pgd", description="pgd (Madry) or trades")
     eps: float = Field(0.1, gt=0, le=1, description="L-inf budget, inputs in [0, 1]")
-    steps: int = Field(7, ge=1, description="attack iterations per batch")
+    steps: int = Field(7, ge=1, le=10_000, description="attack iterations per batch")
     alpha: float | None = Field(None, gt=0, description="attack step (default 2.5 eps / steps)")
     beta: float = Field(6.0, ge=0, description="trades: weight of the robustness KL term")
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from nnopt.data.base import Split
 from nnopt.errors import TrainingError
-from nnopt.recipe import Strict
+from nnopt.recipe import BatchSize, Epochs, Strict
 from nnopt.train.adversarial import AdversarialConfig, AdversarialTask
 from nnopt.train.callbacks import BestCheckpoint, Callback, EarlyStopping, FitState
 from nnopt.train.coteaching import CoteachingConfig, CoteachingTask
@@ -28,8 +28,8 @@ from nnopt.train.task import ClassificationTask, TrainingTask
 class TrainConfig(Strict):
     """How to train: epochs, batches, optimiser, schedule, checkpoint selection."""
 
-    epochs: int = Field(5, ge=1)
-    batch_size: int = Field(128, ge=1)
+    epochs: Epochs = 5
+    batch_size: BatchSize = 128
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -43,7 +43,7 @@ class TrainConfig(Strict):
     grad_clip: float | None = Field(None, gt=0, description="max gradient norm")
     select_best: bool = Field(True, description="restore the weights of the best validation epoch")
     early_stopping: int | None = Field(None, ge=1, description="patience in epochs (off if unset)")
-    eval_batch_size: int = Field(1000, ge=1)
+    eval_batch_size: BatchSize = 1000
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: the forward pass "
                                                "under bfloat16 autocast (weights, gradients "
                                                "and optimiser stay fp32)")
@@ -215,6 +215,20 @@ def make_task(config: TrainConfig, task: TrainingTask | None, examples: int, sta
                                       mixup=config.mixup)
 
 
+def diverged_above(start: float, factor: float) -> float:
+    """The loss above which training from ``start`` has diverged: ``factor`` times the start's
+    size above it, and never closer than ``factor`` (losses near zero, or negative ones)."""
+    return start + factor * (abs(start) + 1.0)
+
+
+def diverged(stage: str, epoch: int, start: float, now: float, config: TrainConfig,
+             where: str) -> TrainingError:
+    return TrainingError(
+        f"stage '{stage}': training diverged at epoch {epoch + 1}{where}: the loss rose from "
+        f"{start:.4g} to {now:.4g}; lower the learning rate (lr={config.lr:g}), set grad_clip, "
+        "or check the data")
+
+
 def _fit(model: nn.Module, train: Split, config: TrainConfig, val: Split | None,
          task: TrainingTask, extra: list[nn.Module], callbacks: Sequence[Callback], stage: str,
          seed: int, lr_scale: Mapping[nn.Parameter, float] | None) -> FitState:
@@ -236,6 +250,7 @@ def _fit(model: nn.Module, train: Split, config: TrainConfig, val: Split | None,
     for cb in cbs:
         cb.on_fit_start(state)
     x_all, y_all = train.x, train.y
+    start_loss: float | None = None  # the loss before any update: divergence is measured from it
     for epoch in range(config.epochs):
         state.epoch = epoch
         model.train()
@@ -254,6 +269,11 @@ def _fit(model: nn.Module, train: Split, config: TrainConfig, val: Split | None,
                 raise TrainingError(
                     f"stage '{stage}': loss became {loss.item()} at epoch {epoch + 1}, batch "
                     f"{b + 1}; lower the learning rate (lr={config.lr:g}) or check the data")
+            value = loss.item()
+            if start_loss is None:
+                start_loss = value
+            elif value > diverged_above(start_loss, 1000.0):
+                raise diverged(stage, epoch, start_loss, value, config, f", batch {b + 1}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:
@@ -267,10 +287,13 @@ def _fit(model: nn.Module, train: Split, config: TrainConfig, val: Split | None,
                     scored += len(y)
             seen += len(y)
             state.step += 1
-            state.batch_loss = loss.item()
+            state.batch_loss = value
             for cb in cbs:
                 cb.on_batch_end(state)
-        record = {"epoch": epoch + 1, "train_loss": loss_sum.item() / max(seen, 1),
+        mean_loss = loss_sum.item() / max(seen, 1)
+        if start_loss is not None and mean_loss > diverged_above(start_loss, 10.0):
+            raise diverged(stage, epoch, start_loss, mean_loss, config, " (epoch mean)")
+        record = {"epoch": epoch + 1, "train_loss": mean_loss,
                   "lr": opt.param_groups[0]["lr"], "train_seconds": time.perf_counter() - start}
         if scored:
             record["train_accuracy"] = correct.item() / scored

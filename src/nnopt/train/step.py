@@ -15,6 +15,9 @@ from nnopt.train.fit import TrainConfig, fit
 def train(model: nn.Module, cfg: TrainConfig, ctx: RunContext) -> nn.Module:
     """Train with cross-entropy; keep the best-validation weights (never selected on test)."""
     model = copy.deepcopy(model)
+    if cfg.batch_size > len(ctx.data.train):
+        ctx.warn(f"batch_size {cfg.batch_size} exceeds the {len(ctx.data.train)} training "
+                 "examples: every epoch is one full-batch step")
     state = fit(model, ctx.data.train, config=cfg, val=ctx.data.val,
                 callbacks=ctx.callbacks(model), stage=ctx.stage, seed=ctx.seed)
     ctx.record("history", state.history)

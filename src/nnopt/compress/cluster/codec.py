@@ -24,6 +24,7 @@ from nnopt.errors import ModelFileError
 MAGIC = b"NNOPTDC\x01"
 MAX_GAP = 255  # gap symbols 0..254 are runs of zeros; symbol 255 skips 255 zeros (no weight)
 SUFFIX = ".nnc"
+MAX_HEADER = 64 * 2 ** 20  # bytes of the inflated JSON header
 
 
 def _shared_streams(t: torch.Tensor) -> tuple[dict[str, Any], bytes]:
@@ -94,9 +95,21 @@ def encode_model(model: nn.Module) -> bytes:
     return MAGIC + struct.pack("<I", len(header)) + header + bytes(payload)
 
 
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+          "float64": torch.float64, "int64": torch.int64, "int32": torch.int32,
+          "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool}
+
+
 def _decode_tensor(e: dict[str, Any], blob: bytes) -> torch.Tensor:
-    dtype = getattr(torch, e["dtype"])
+    if e["dtype"] not in DTYPES or e["encoding"] not in ("raw", "shared", "shared-sparse"):
+        raise ValueError(f"tensor {e['name']}: unknown dtype or encoding")
+    dtype = DTYPES[e["dtype"]]
+    if not all(type(d) is int and d >= 0 for d in e["shape"]):
+        raise ValueError(f"tensor {e['name']}: bad shape")
     n = int(np.prod(e["shape"])) if e["shape"] else 1
+    # zeros of a sparse layer cost at most 1 bit per 255 of them
+    if n > 8 * MAX_GAP * (len(blob) + 1):
+        raise ValueError(f"tensor {e['name']}: {n} elements cannot come from {len(blob)} bytes")
     if e["encoding"] == "raw":
         arr = np.frombuffer(blob, dtype=torch.empty(0, dtype=dtype).numpy().dtype).copy()
         return torch.from_numpy(arr).reshape(e["shape"])
@@ -118,8 +131,9 @@ def _decode_tensor(e: dict[str, Any], blob: bytes) -> torch.Tensor:
     return torch.from_numpy(flat.astype(np.float32)).reshape(e["shape"]).to(dtype)
 
 
-def decode_model(data: bytes, source: str = "file") -> nn.Module:
-    """Rebuild the model a Deep Compression file holds (eval mode)."""
+def decode_model(data: bytes, source: str = "file", trust: tuple[str, ...] = ()) -> nn.Module:
+    """Rebuild the model a Deep Compression file holds (eval mode); its header's spec is data,
+    checked like a model folder's (``trust`` lists the factories vouched for)."""
     from nnopt.models.saving import build_from_spec
 
     if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4:
@@ -127,21 +141,34 @@ def decode_model(data: bytes, source: str = "file") -> nn.Module:
     (hlen,) = struct.unpack("<I", data[len(MAGIC):len(MAGIC) + 4])
     start = len(MAGIC) + 4
     try:
-        header = json.loads(zlib.decompress(data[start:start + hlen]))
+        inflate = zlib.decompressobj()
+        text = inflate.decompress(data[start:start + hlen], MAX_HEADER)
+        if inflate.unconsumed_tail:
+            raise ValueError(f"its header inflates to more than {MAX_HEADER} bytes")
+        header = json.loads(text)
         body = data[start + hlen:]
         tensors = {e["name"]: _decode_tensor(e, body[e["offset"]:e["offset"] + e["length"]])
                    for e in header["tensors"]}
-        model = build_from_spec(header["spec"])
+        model = build_from_spec(header["spec"], trust=trust, source=source,
+                                expect={k: tuple(v.shape) for k, v in tensors.items()})
         model.load_state_dict(tensors, strict=True)
-    except (zlib.error, json.JSONDecodeError, KeyError, ValueError, IndexError,
-            RuntimeError) as exc:
+    except (zlib.error, json.JSONDecodeError, KeyError, ValueError, IndexError, TypeError,
+            RuntimeError, MemoryError, struct.error) as exc:
         raise ModelFileError(f"{source} is corrupt: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     return model.eval()
 
 
-def load_encoded(path: str | Path) -> nn.Module:
+def load_encoded(path: str | Path, trust: tuple[str, ...] = ()) -> nn.Module:
+    from nnopt.environment import memory_bytes
+    from nnopt.errors import NnoptError
+    from nnopt.fileio import read_inside
+
     path = Path(path)
-    return decode_model(path.read_bytes(), str(path))
+    try:
+        data = read_inside(path, path.parent, memory_bytes() // 4, "model file")
+    except NnoptError as exc:
+        raise ModelFileError(str(exc)) from None
+    return decode_model(data, str(path), trust)
 
 
 def write_encoded(model: nn.Module, folder: str | Path) -> Path | None:
@@ -150,6 +177,7 @@ def write_encoded(model: nn.Module, folder: str | Path) -> Path | None:
     decoded again and must give back every tensor bit for bit."""
     from nnopt.errors import NnoptError
     from nnopt.fileio import atomic_write_bytes
+    from nnopt.models.saving import vouched
 
     layers = (model.spec.get("weight_sharing") or {}).get("layers", {})
     state = model.state_dict()
@@ -158,7 +186,7 @@ def write_encoded(model: nn.Module, folder: str | Path) -> Path | None:
         if torch.unique(w[w != 0]).numel() > 2 ** row["bits"]:
             return None
     blob = encode_model(model)
-    back = decode_model(blob).state_dict()
+    back = decode_model(blob, trust=vouched(model.spec)).state_dict()
     if any(not torch.equal(back[k], v.cpu()) for k, v in state.items()):
         raise NnoptError("the Deep Compression file did not decode to the same weights")
     path = Path(folder) / ("model" + SUFFIX)

@@ -79,6 +79,10 @@ def decode(data: bytes, lengths: np.ndarray, count: int) -> np.ndarray:
     if count == 0:
         return np.zeros(0, dtype=np.int64)
     lengths = np.asarray(lengths, dtype=np.int64)
+    if lengths.ndim != 1 or not len(lengths) or lengths.min() < 0 or lengths.max() > MAX_LEN:
+        raise ValueError(f"code lengths must be 0..{MAX_LEN}")
+    if not 0 < count <= 8 * len(data):  # every code has at least one bit
+        raise ValueError(f"{count} symbols cannot fit in {len(data)} bytes")
     width = int(lengths.max())
     codes = canonical_codes(lengths)
     sym_tab = np.zeros(1 << width, dtype=np.int64)

@@ -24,7 +24,7 @@ def resolve_teacher(ref: str, ctx: RunContext) -> nn.Module:
     elif Path(ref).is_dir():
         from nnopt.models.saving import load_model
 
-        teacher = load_model(ref)
+        teacher = load_model(ref, trust=ctx.recipe.trusted())
     elif ":" in ref:
         from nnopt.models.base import build_model
         from nnopt.models.factory import FactoryConfig

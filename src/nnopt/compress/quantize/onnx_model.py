@@ -8,6 +8,7 @@ runtime (PyTorch-only metrics such as MACs are absent for it).
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +71,45 @@ class OnnxModel(nn.Module):
         return folder / ONNX_FILE
 
 
+def with_external_data(proto: onnx.ModelProto, folder: Path, source: str) -> bool:
+    """Read the tensors ``proto`` keeps in external files into it, from ``folder`` only (never
+    relative to the working directory, never outside the folder); True if there were any."""
+    from onnx.external_data_helper import (_get_all_tensors, load_external_data_for_tensor,
+                                           uses_external_data)
+
+    root = Path(os.path.realpath(folder))
+    found = False
+    for tensor in _get_all_tensors(proto):
+        if not uses_external_data(tensor):
+            continue
+        found = True
+        where = {e.key: e.value for e in tensor.external_data}.get("location", "")
+        target = Path(os.path.realpath(root / where))
+        if not where or Path(where).is_absolute() or root not in target.parents \
+                or not target.is_file():
+            raise ModelFileError(f"{source}: tensor '{tensor.name}' keeps its data in "
+                                 f"'{where}', which is not a file inside {folder}")
+        load_external_data_for_tensor(tensor, str(root))
+        del tensor.external_data[:]
+        tensor.data_location = onnx.TensorProto.DEFAULT
+    return found
+
+
 def load_onnx_model(folder: Path, spec: dict[str, Any]) -> OnnxModel:
     from nnopt.models.saving import read_checked
 
     path = folder / ONNX_FILE
     blob = read_checked(folder, ONNX_FILE, spec)
     try:
-        onnx.checker.check_model(onnx.load_from_string(blob))
+        proto = onnx.load_from_string(blob)
+        if with_external_data(proto, folder, str(path)):
+            blob = proto.SerializeToString()
+        onnx.checker.check_model(proto)
+    except ModelFileError:
+        raise
     except Exception as exc:  # noqa: BLE001  (onnx raises several types for bad files)
-        raise ModelFileError(f"{path} is corrupt: {str(exc).splitlines()[0]}") from None
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise ModelFileError(f"{path} is corrupt: {first}") from None
     return OnnxModel(blob, {k: v for k, v in spec.items() if k != "weights_sha256"})
 

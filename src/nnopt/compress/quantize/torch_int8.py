@@ -152,8 +152,10 @@ class TorchInt8Model(nn.Module):
         return folder / FILE
 
 
-def load_torch_int8(folder: Path, spec: dict[str, Any]) -> TorchInt8Model:
-    """Rebuild the quantized graph from the float architecture, then load the int8 tensors."""
+def load_torch_int8(folder: Path, spec: dict[str, Any], trust: tuple[str, ...] = ()
+                    ) -> TorchInt8Model:
+    """Rebuild the quantized graph from the float architecture (its spec is data, checked like
+    a model folder's; ``trust`` lists the factories vouched for), then load the int8 tensors."""
     from nnopt.models.saving import build_from_spec, read_checked
 
     path = folder / FILE
@@ -162,12 +164,17 @@ def load_torch_int8(folder: Path, spec: dict[str, Any]) -> TorchInt8Model:
         tensors = st_load(blob)
     except Exception as exc:  # noqa: BLE001  (safetensors raises its own error type)
         raise ModelFileError(f"{path} is corrupt: {exc}") from None
-    source = spec["source"]
-    float_model = build_from_spec(source)
+    source = spec.get("source")
+    method = (spec.get("quantization") or {}).get("method")
+    if method not in ("torch-static", "torch-dynamic"):
+        raise ModelFileError(f"{folder}: invalid spec: unknown int8 method {str(method)[:30]!r}")
+    # every float weight becomes one int8 byte; biases and folded BN stay within the slack
+    float_model = build_from_spec(source, trust=trust, source=str(folder),
+                                  budget=4 * len(blob) + 2 ** 20)
     calib = torch.zeros(2, *source["input_shape"])
-    q = build(float_model, spec["quantization"]["method"], calib)
     head = None
     try:
+        q = build(float_model, method, calib)
         if spec.get("calibration"):
             from nnopt.trust.calibration.scaling import build_head
 
@@ -175,6 +182,7 @@ def load_torch_int8(folder: Path, spec: dict[str, Any]) -> TorchInt8Model:
             head.load_state_dict({k[len("head."):]: v for k, v in tensors.items()
                                   if k.startswith("head.")})
         _load_state(q, {k: v for k, v in tensors.items() if not k.startswith("head.")})
-    except (KeyError, RuntimeError) as exc:
-        raise ModelFileError(f"{folder}: int8 tensors do not match the spec: {exc}") from None
+    except (KeyError, RuntimeError, TypeError, ValueError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{folder}: int8 tensors do not match the spec: {first}") from None
     return TorchInt8Model(q, {k: v for k, v in spec.items() if k != "weights_sha256"}, head)

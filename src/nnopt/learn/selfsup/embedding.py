@@ -16,7 +16,7 @@ from pydantic import Field
 from torch import nn
 
 from nnopt.errors import NnoptError
-from nnopt.recipe import Strict
+from nnopt.recipe import Epochs, Strict
 
 
 def classifier(model: nn.Module) -> nn.Linear:
@@ -87,7 +87,7 @@ class ProbeConfig(Strict):
     """Multinomial logistic regression on standardised frozen embeddings (full batch)."""
 
     lr: float = Field(0.01, gt=0, description="Adam learning rate")
-    epochs: int = Field(300, ge=1, description="full-batch steps")
+    epochs: Epochs = Field(300, description="full-batch steps")
     weight_decay: float = Field(1e-4, ge=0)
 
 

@@ -25,7 +25,7 @@ from nnopt.learn.selfsup.augment import AugmentConfig, augment
 from nnopt.learn.selfsup.embedding import ProbeConfig, classifier, embed, linear_probe
 from nnopt.learn.selfsup.fixmatch import FixmatchConfig, FixmatchTask
 from nnopt.measure.base import is_artifact
-from nnopt.recipe import Strict
+from nnopt.recipe import Seed, Strict
 from nnopt.registry import STEPS
 from nnopt.train.fit import TrainConfig, fit
 from nnopt.train.task import ClassificationTask
@@ -37,7 +37,7 @@ class FinetuneConfig(Strict):
     labels: float = Field(0.01, gt=0, description="labelled examples: a share of the training "
                           "split (<= 1) or a count (> 1)")
     balanced: bool = Field(True, description="the same number of labels per class")
-    label_seed: int | None = Field(None, description="seed of the labelled subset (default: "
+    label_seed: Seed | None = Field(None, description="seed of the labelled subset (default: "
                                    "the run's seed)")
     mode: Literal["full", "probe"] = Field("full", description="full: train every layer; "
                                            "probe: a linear classifier on frozen embeddings")

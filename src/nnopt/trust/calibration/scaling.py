@@ -70,6 +70,11 @@ def head_size(head: nn.Module) -> int | None:
 def build_head(record: dict, num_classes: int) -> nn.Module:
     """An unfitted head of the kind a spec records ({"method": ..., "size": ...})."""
     size = record.get("size")
+    if record.get("method") not in HEADS:
+        raise ValueError(f"unknown calibration head {str(record.get('method'))[:30]!r}")
+    if size is not None and (type(size) is not int or not 1 <= size <= 100_000):
+        raise ValueError(f"calibration head size must be an integer in 1..100000, got "
+                         f"{str(size)[:30]}")
     return HEADS[record["method"]](num_classes, *([size] if size is not None else []))
 
 

@@ -6,7 +6,7 @@ import torch
 from pydantic import Field
 
 from nnopt.measure.base import Measurement
-from nnopt.recipe import Strict
+from nnopt.recipe import Seed, Strict
 from nnopt.registry import METRICS
 from nnopt.trust.robustness.corruptions import CORRUPTIONS, corrupt
 
@@ -18,7 +18,7 @@ class CorruptionConfig(Strict):
                              description="corruption types (default: all)")
     severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
     examples: int = Field(2000, ge=1, description="the first N test images are corrupted")
-    seed: int = 0
+    seed: Seed = 0
 
     def model_post_init(self, _: object) -> None:
         bad = [t for t in self.types if t not in CORRUPTIONS]

@@ -18,7 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from nnopt.measure.base import Measurement, is_artifact, is_stochastic
-from nnopt.recipe import Strict
+from nnopt.recipe import BatchSize, Seed, Strict
 from nnopt.registry import METRICS
 from nnopt.train.fit import predict
 from nnopt.trust.robustness.attacks import StraightThrough, apgd_ce, fgsm, pgd
@@ -36,20 +36,20 @@ class RobustConfig(Strict):
     attacks: list[Attack] = Field(default_factory=lambda: ["fgsm", "pgd", "apgd", "square",
                                                            "transfer"])
     examples: int = Field(500, ge=1, description="the first N test examples are attacked")
-    steps: int = Field(40, ge=1, description="PGD iterations")
+    steps: int = Field(40, ge=1, le=100_000, description="PGD iterations")
     restarts: int = Field(1, ge=1, description="PGD random restarts")
-    apgd_steps: int = Field(50, ge=1)
-    square_queries: int = Field(1000, ge=1)
-    cw_steps: int = Field(50, ge=1, description="Adam steps per binary-search step")
+    apgd_steps: int = Field(50, ge=1, le=100_000)
+    square_queries: int = Field(1000, ge=1, le=1_000_000)
+    cw_steps: int = Field(50, ge=1, le=100_000, description="Adam steps per binary-search step")
     curve: list[float] = Field(default_factory=lambda: [0.0, 0.025, 0.05, 0.1, 0.15, 0.2],
                                description="L-inf eps of the robustness curves ([] for none)")
     curve_attacks: list[Literal["fgsm", "pgd", "square"]] = Field(
         default_factory=lambda: ["fgsm", "pgd"], description="attacks drawn as curves")
-    curve_steps: int = Field(20, ge=1, description="PGD iterations on the curve")
+    curve_steps: int = Field(20, ge=1, le=100_000, description="PGD iterations on the curve")
     large_eps: float = Field(0.5, gt=0, le=1, description="masking check: PGD accuracy at this "
                              "eps should be ~0")
-    batch_size: int = Field(250, ge=1)
-    seed: int = 0
+    batch_size: BatchSize = 250
+    seed: Seed = 0
 
 
 def _batched(fn, x: torch.Tensor, y: torch.Tensor, size: int) -> torch.Tensor:

@@ -22,7 +22,7 @@ from torch import nn
 from nnopt.context import RunContext
 from nnopt.errors import NnoptError
 from nnopt.measure.base import is_artifact
-from nnopt.models.saving import TRANSFORMS
+from nnopt.models.saving import TRANSFORMS, record_int
 from nnopt.models.structure import replace_module
 from nnopt.recipe import Strict
 from nnopt.registry import STEPS
@@ -132,7 +132,8 @@ def _convert(net: nn.Module, names: list[str], prior_sigma: float, init_sigma: f
 
 def _reapply(model: nn.Module, transform: dict[str, Any]) -> None:
     _convert(model.net, transform["layers"], transform["prior_sigma"], 1e-3)
-    model.net = BayesNet(model.net, transform["samples"], transform.get("seed", 0))
+    model.net = BayesNet(model.net, record_int(transform, "samples", 1, 1000),
+                         record_int(transform, "seed", 0, 2 ** 62, default=0))
 
 
 TRANSFORMS["bayes"] = _reapply

@@ -18,7 +18,7 @@ from torch import nn
 from nnopt.context import RunContext
 from nnopt.errors import NnoptError
 from nnopt.measure.base import Measurement, is_artifact
-from nnopt.models.saving import TRANSFORMS, fresh_model
+from nnopt.models.saving import TRANSFORMS, fresh_model, record_int
 from nnopt.recipe import Strict
 from nnopt.registry import METRICS, STEPS
 from nnopt.train.fit import TrainConfig, evaluate, fit
@@ -43,7 +43,8 @@ class EnsembleNet(nn.Module):
 
 
 def _reapply(model: nn.Module, transform: dict[str, Any]) -> None:
-    model.net = EnsembleNet([copy.deepcopy(model.net) for _ in range(transform["members"])])
+    members = record_int(transform, "members", 1, 64)
+    model.net = EnsembleNet([copy.deepcopy(model.net) for _ in range(members)])
 
 
 TRANSFORMS["ensemble"] = _reapply

@@ -18,7 +18,7 @@ from torch import nn
 from nnopt.context import RunContext
 from nnopt.errors import NnoptError
 from nnopt.measure.base import is_artifact
-from nnopt.models.saving import TRANSFORMS
+from nnopt.models.saving import TRANSFORMS, record_int
 from nnopt.models.structure import replace_module
 from nnopt.recipe import Strict
 from nnopt.registry import STEPS
@@ -62,7 +62,8 @@ def _reapply(model: nn.Module, transform: dict[str, Any]) -> None:
     for name in transform.get("added", []):
         replace_module(model.net, name,
                        nn.Sequential(nn.Dropout(transform["p"]), model.net.get_submodule(name)))
-    model.net = MCDropoutNet(model.net, transform["samples"], transform.get("seed", 0))
+    model.net = MCDropoutNet(model.net, record_int(transform, "samples", 1, 1000),
+                             record_int(transform, "seed", 0, 2 ** 62, default=0))
 
 
 TRANSFORMS["mc_dropout"] = _reapply
