@@ -26,6 +26,15 @@ class TrainingError(NnoptError):
     """Training stopped: a non-finite loss or a similar failure, with the stage named."""
 
 
+def first_line(exc: BaseException, default: str | None = None) -> str:
+    """The first line of an exception's message (``default``, else its type's name, when the
+    message is empty): what a one-line error quotes of a library's multi-line one."""
+    text = str(exc).strip()
+    if text:
+        return text.splitlines()[0]
+    return type(exc).__name__ if default is None else default
+
+
 def did_you_mean(value: str, choices: Iterable[str]) -> str:
     """Return ' (did you mean 'x'?)' when a close match exists, else ''."""
     close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6)

@@ -16,6 +16,7 @@ import signal
 import socket
 import stat
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,23 +64,34 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
-def read_inside(path: Path, root: Path, limit: int, what: str = "file") -> bytes:
+def inflate(data: bytes, limit: int, *, gzip: bool = False) -> bytes:
+    """``data`` inflated by zlib (or gzip), refused with ValueError past ``limit`` bytes (a
+    small file may inflate to gigabytes); corrupt data raises zlib.error."""
+    stream = zlib.decompressobj(wbits=31 if gzip else 15)
+    out = stream.decompress(data, limit)
+    if stream.unconsumed_tail:
+        raise ValueError(f"inflates to more than {limit:,} bytes")
+    return out
+
+
+def read_inside(path: Path, root: Path, limit: int, what: str = "file",
+                error: type[NnoptError] = NnoptError) -> bytes:
     """The bytes of ``path``, a regular file that resolves inside ``root`` (a link may point
-    elsewhere in it, not out of it) and holds at most ``limit`` bytes; NnoptError otherwise."""
+    elsewhere in it, not out of it) and holds at most ``limit`` bytes; ``error`` otherwise."""
     real, base = Path(os.path.realpath(path)), Path(os.path.realpath(root))
     if real != base and base not in real.parents:
-        raise NnoptError(f"{path} points outside {root}; a {what} must lie inside it")
+        raise error(f"{path} points outside {root}; a {what} must lie inside it")
     try:
         st = os.stat(real)
         if not stat.S_ISREG(st.st_mode):
-            raise NnoptError(f"{path} is not a regular file")
+            raise error(f"{path} is not a regular file")
         if st.st_size > limit:
-            raise NnoptError(f"{path} holds {st.st_size:,} bytes, more than a {what} may "
-                             f"({limit:,})")
+            raise error(f"{path} holds {st.st_size:,} bytes, more than a {what} may "
+                        f"({limit:,})")
         with open(real, "rb") as f:
-            return f.read(limit + 1)[:limit + 1]
+            return f.read(limit)
     except OSError as exc:
-        raise NnoptError(f"cannot read {path}: {exc.strerror}") from None
+        raise error(f"cannot read {path}: {exc.strerror}") from None
 
 
 # -- ownership ---------------------------------------------------------------------------------

@@ -153,8 +153,7 @@ def _first_bad(mask: torch.Tensor) -> int:
 
 def _inputs(name: str, what: str, x: np.ndarray | torch.Tensor) -> torch.Tensor:
     """Inputs as float32 (N, ...) with N >= 1 examples of at least one feature, all finite."""
-    kind = x.dtype.is_floating_point if isinstance(x, torch.Tensor) else None
-    if kind is None:
+    if not isinstance(x, torch.Tensor):
         x = np.asarray(x)
         if x.dtype.kind not in "biuf":
             raise DataError(f"dataset '{name}': {what} holds {x.dtype} values; inputs must be "
@@ -184,16 +183,16 @@ def _labels(name: str, what: str, y: np.ndarray | torch.Tensor) -> torch.Tensor:
     if y.dtype.is_floating_point:
         odd = ~torch.isfinite(y) | (y != y.round())
         if odd.any():
-            i = int(odd.nonzero()[0, 0])
+            i = _first_bad(odd)
             raise DataError(f"dataset '{name}': {what} has label {y[i].item()} at index {i}; "
                             "labels must be integer class indices 0..K-1")
         if len(y) and y.abs().max() > 2 ** 31:
-            i = int((y.abs() > 2 ** 31).nonzero()[0, 0])
+            i = _first_bad(y.abs() > 2 ** 31)
             raise DataError(f"dataset '{name}': {what} has label {y[i].item():g} at index {i}; "
                             "labels must be class indices 0..K-1")
     y = y.long()
     if len(y) and y.min() < 0:
-        i = int((y < 0).nonzero()[0, 0])
+        i = _first_bad(y < 0)
         raise DataError(f"dataset '{name}': {what} has label {y[i].item()} at index {i}; labels "
                         "must be class indices 0..K-1")
     return y
@@ -207,7 +206,7 @@ def _classes(name: str, y: dict[str, torch.Tensor], num_classes: int | None) -> 
     if num_classes is not None:
         for k, m in top.items():
             if m >= num_classes:
-                i = int((y[k] >= num_classes).nonzero()[0, 0])
+                i = _first_bad(y[k] >= num_classes)
                 raise DataError(f"dataset '{name}': {k} has label {y[k][i].item()} at index "
                                 f"{i}, but the dataset has {num_classes} classes "
                                 f"(0..{num_classes - 1})")

@@ -17,7 +17,7 @@ from pydantic import Field
 from nnopt.data.base import DataConfig, DataSplits, make_splits
 from nnopt.environment import memory_bytes
 from nnopt.errors import DataError
-from nnopt.fileio import atomic_write_bytes
+from nnopt.fileio import atomic_write_bytes, inflate
 from nnopt.registry import DATASETS
 
 FILES = {
@@ -65,16 +65,12 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 def _read_maybe_gzip(path: Path) -> bytes:
     data = path.read_bytes()
     if data[:2] == b"\x1f\x8b":
-        limit = memory_bytes() // 4
-        inflate = zlib.decompressobj(wbits=31)
         try:
-            out = inflate.decompress(data, limit)
+            return inflate(data, memory_bytes() // 4, gzip=True)
         except zlib.error as exc:
             raise DataError(f"{path} is a corrupt gzip file: {exc}") from None
-        if inflate.unconsumed_tail:
-            raise DataError(f"{path} inflates to more than {limit / 2 ** 30:.0f} GiB, more "
-                            "than this machine can hold")
-        return out
+        except ValueError as exc:
+            raise DataError(f"{path} {exc}, more than this machine can hold") from None
     return data
 
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 from torch import nn
 
-from nnopt.errors import RecipeError
+from nnopt.errors import RecipeError, first_line
 from nnopt.models.base import ModelConfig
 from nnopt.recipe import FACTORY
 from nnopt.registry import MODELS
@@ -55,8 +55,7 @@ def factory(cfg: FactoryConfig, input_shape: tuple[int, ...], num_classes: int) 
     try:
         model = fn(**kwargs)
     except Exception as exc:  # noqa: BLE001  (the user's code: its failure is theirs to fix)
-        text = str(exc).strip()
-        first = text.splitlines()[0] if text else ""
+        first = first_line(exc, default="")
         raise RecipeError(f"model factory '{cfg.factory}' raised {type(exc).__name__}"
                           f"{': ' + first if first else ''}") from exc
     if not isinstance(model, nn.Module):

@@ -18,7 +18,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from nnopt.environment import memory_bytes
-from nnopt.errors import ModelFileError, NnoptError, unknown_choice
+from nnopt.errors import ModelFileError, NnoptError, first_line, unknown_choice
 from nnopt.fileio import atomic_write_bytes, atomic_write_json, read_inside
 from nnopt.models.structure import apply_structure, capture_structure, check_structure
 from nnopt.registry import MODELS
@@ -123,8 +123,7 @@ def build_from_spec(spec: dict[str, Any], *, trust: Iterable[str] = (), source: 
         elif isinstance(exc, KeyError):
             first = f"unknown or missing key {str(exc)[:60]}"
         else:
-            text = str(exc).strip()
-            first = text.splitlines()[0] if text else type(exc).__name__
+            first = first_line(exc)
         raise ModelFileError(f"{source}: the spec does not describe a model nnopt can build: "
                              f"{first}") from None
 
@@ -214,9 +213,8 @@ def read_spec(folder: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ModelFileError(f"no saved model in {folder}: {SPEC} is missing")
     try:
-        spec = json.loads(read_inside(path, Path(folder), MAX_SPEC_BYTES, "model spec"))
-    except NnoptError as exc:
-        raise ModelFileError(str(exc)) from None
+        spec = json.loads(read_inside(path, Path(folder), MAX_SPEC_BYTES, "model spec",
+                                      ModelFileError))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{path} is corrupt: {str(exc)[:120]}") from None
     if not isinstance(spec, dict) or spec.get("format") not in ("nnopt-model", "nnopt-onnx",
@@ -230,10 +228,7 @@ def read_checked(folder: Path, name: str, spec: dict[str, Any]) -> bytes:
     path = folder / name
     if not path.is_file():
         raise ModelFileError(f"no saved model in {folder}: {name} is missing")
-    try:
-        blob = read_inside(path, folder, memory_bytes() // 2, "model file")
-    except NnoptError as exc:
-        raise ModelFileError(str(exc)) from None
+    blob = read_inside(path, folder, memory_bytes() // 2, "model file", ModelFileError)
     if spec.get("weights_sha256") not in (None, hashlib.sha256(blob).hexdigest()):
         raise ModelFileError(f"{path} is corrupt: its SHA-256 does not match {SPEC}")
     return blob
@@ -272,6 +267,6 @@ def load_model(folder: str | Path, *, trust: Iterable[str] = ()) -> nn.Module:
     try:
         model.load_state_dict(tensors, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{folder}: weights do not match the spec: {first}") from None
+        raise ModelFileError(f"{folder}: weights do not match the spec: "
+                             f"{first_line(exc)}") from None
     return model.eval()

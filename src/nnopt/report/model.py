@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nnopt.errors import NnoptError
+from nnopt.errors import NnoptError, first_line
+from nnopt.fileio import read_inside
 
 RESULTS = "results.json"
 MAX_RESULTS_BYTES = 256 * 2 ** 20
@@ -100,12 +101,8 @@ def load_report(folder: str | Path) -> Report:
     path = Path(folder) / RESULTS if Path(folder).is_dir() else Path(folder)
     if not path.is_file():
         raise NnoptError(f"no {RESULTS} in {folder}: is it an nnopt run folder?")
+    data = read_inside(path, path.parent, MAX_RESULTS_BYTES, "results file")
     try:
-        if path.stat().st_size > MAX_RESULTS_BYTES:
-            raise ValueError(f"larger than {MAX_RESULTS_BYTES // 2 ** 20} MiB")
-        return Report.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        return Report.from_dict(json.loads(data))
     except (ValueError, UnicodeDecodeError, KeyError, TypeError, RecursionError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise NnoptError(f"{path} is not an nnopt results file: {first}") from None
-    except OSError as exc:
-        raise NnoptError(f"cannot read {path}: {exc.strerror}") from None
+        raise NnoptError(f"{path} is not an nnopt results file: {first_line(exc)}") from None

@@ -19,7 +19,9 @@ import torch
 from torch import nn
 
 from nnopt.compress.cluster import huffman
-from nnopt.errors import ModelFileError
+from nnopt.environment import memory_bytes
+from nnopt.errors import ModelFileError, NnoptError, first_line
+from nnopt.fileio import atomic_write_bytes, inflate, read_inside
 
 MAGIC = b"NNOPTDC\x01"
 MAX_GAP = 255  # gap symbols 0..254 are runs of zeros; symbol 255 skips 255 zeros (no weight)
@@ -141,11 +143,7 @@ def decode_model(data: bytes, source: str = "file", trust: tuple[str, ...] = ())
     (hlen,) = struct.unpack("<I", data[len(MAGIC):len(MAGIC) + 4])
     start = len(MAGIC) + 4
     try:
-        inflate = zlib.decompressobj()
-        text = inflate.decompress(data[start:start + hlen], MAX_HEADER)
-        if inflate.unconsumed_tail:
-            raise ValueError(f"its header inflates to more than {MAX_HEADER} bytes")
-        header = json.loads(text)
+        header = json.loads(inflate(data[start:start + hlen], MAX_HEADER))
         body = data[start + hlen:]
         tensors = {e["name"]: _decode_tensor(e, body[e["offset"]:e["offset"] + e["length"]])
                    for e in header["tensors"]}
@@ -154,20 +152,13 @@ def decode_model(data: bytes, source: str = "file", trust: tuple[str, ...] = ())
         model.load_state_dict(tensors, strict=True)
     except (zlib.error, json.JSONDecodeError, KeyError, ValueError, IndexError, TypeError,
             RuntimeError, MemoryError, struct.error) as exc:
-        raise ModelFileError(f"{source} is corrupt: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise ModelFileError(f"{source} is corrupt: {first_line(exc)}") from None
     return model.eval()
 
 
 def load_encoded(path: str | Path, trust: tuple[str, ...] = ()) -> nn.Module:
-    from nnopt.environment import memory_bytes
-    from nnopt.errors import NnoptError
-    from nnopt.fileio import read_inside
-
     path = Path(path)
-    try:
-        data = read_inside(path, path.parent, memory_bytes() // 4, "model file")
-    except NnoptError as exc:
-        raise ModelFileError(str(exc)) from None
+    data = read_inside(path, path.parent, memory_bytes() // 4, "model file", ModelFileError)
     return decode_model(data, str(path), trust)
 
 
@@ -175,8 +166,6 @@ def write_encoded(model: nn.Module, folder: str | Path) -> Path | None:
     """Write ``folder/model.nnc`` if the model's shared layers still hold at most their
     codebook's values (a later training stage may have broken the sharing); the file is
     decoded again and must give back every tensor bit for bit."""
-    from nnopt.errors import NnoptError
-    from nnopt.fileio import atomic_write_bytes
     from nnopt.models.saving import vouched
 
     layers = (model.spec.get("weight_sharing") or {}).get("layers", {})

@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 import onnx
+from onnx.external_data_helper import (_get_all_tensors, load_external_data_for_tensor,
+                                       uses_external_data)
 import torch
 from torch import nn
 
-from nnopt.errors import ModelFileError
+from nnopt.errors import ModelFileError, first_line
 from nnopt.fileio import atomic_write_bytes, atomic_write_json
 
 ONNX_FILE = "model.onnx"
@@ -74,9 +76,6 @@ class OnnxModel(nn.Module):
 def with_external_data(proto: onnx.ModelProto, folder: Path, source: str) -> bool:
     """Read the tensors ``proto`` keeps in external files into it, from ``folder`` only (never
     relative to the working directory, never outside the folder); True if there were any."""
-    from onnx.external_data_helper import (_get_all_tensors, load_external_data_for_tensor,
-                                           uses_external_data)
-
     root = Path(os.path.realpath(folder))
     found = False
     for tensor in _get_all_tensors(proto):
@@ -108,8 +107,6 @@ def load_onnx_model(folder: Path, spec: dict[str, Any]) -> OnnxModel:
     except ModelFileError:
         raise
     except Exception as exc:  # noqa: BLE001  (onnx raises several types for bad files)
-        text = str(exc).strip()
-        first = text.splitlines()[0] if text else type(exc).__name__
-        raise ModelFileError(f"{path} is corrupt: {first}") from None
+        raise ModelFileError(f"{path} is corrupt: {first_line(exc)}") from None
     return OnnxModel(blob, {k: v for k, v in spec.items() if k != "weights_sha256"})
 

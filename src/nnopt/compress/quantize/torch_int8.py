@@ -20,7 +20,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from nnopt.errors import ModelFileError, NnoptError
+from nnopt.errors import ModelFileError, NnoptError, first_line
 from nnopt.fileio import atomic_write_bytes, atomic_write_json
 
 FILE = "model.safetensors"
@@ -183,6 +183,6 @@ def load_torch_int8(folder: Path, spec: dict[str, Any], trust: tuple[str, ...] =
                                   if k.startswith("head.")})
         _load_state(q, {k: v for k, v in tensors.items() if not k.startswith("head.")})
     except (KeyError, RuntimeError, TypeError, ValueError, IndexError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{folder}: int8 tensors do not match the spec: {first}") from None
+        raise ModelFileError(f"{folder}: int8 tensors do not match the spec: "
+                             f"{first_line(exc)}") from None
     return TorchInt8Model(q, {k: v for k, v in spec.items() if k != "weights_sha256"}, head)
