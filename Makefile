@@ -40,6 +40,7 @@ data:
 
 benchmarks: setup data
 	$(BIN)/python benchmarks/fit_overhead.py
+	$(BIN)/python benchmarks/hostile_yaml.py
 	$(BIN)/python benchmarks/precision.py
 	$(BIN)/nnopt run recipes/quickstart.yaml --out runs/quickstart --quiet
 	$(BIN)/python benchmarks/latency_stability.py --model-dir runs/quickstart/models/train
