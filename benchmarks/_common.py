@@ -8,13 +8,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from nnopt.measure import Measurement
 from nnopt.measure.latency import measure_target
-from nnopt.recipe import Target
+from nnopt.measure.target import Target
 from nnopt.report import Report, load_report
 
 

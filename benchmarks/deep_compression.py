@@ -14,11 +14,11 @@ import argparse
 from pathlib import Path
 
 from _common import finished_run
+from nnopt.core.compute import predict
 from nnopt.data import load_data
 from nnopt.measure.quality import accuracy_score
 from nnopt.models import load_model
 from nnopt.recipe import load_recipe
-from nnopt.train.fit import predict
 
 
 def main() -> int:

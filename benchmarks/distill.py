@@ -22,11 +22,12 @@ from pathlib import Path
 import torch
 
 from nnopt.compress.distill.task import DistillationTask, DistillConfig
+from nnopt.core.compute import seed_everything
+from nnopt.core.registry import DATASETS
 from nnopt.data import load_data
-from nnopt.registry import DATASETS
 from nnopt.models import build_model
 from nnopt.models.cnn import CnnConfig
-from nnopt.train.fit import TrainConfig, evaluate, fit, seed_everything
+from nnopt.train.fit import TrainConfig, evaluate, fit
 
 TEACHER = CnnConfig(width=32, depth=2)
 STUDENT = CnnConfig(width=8, depth=2, hidden=64, dropout=0.0)

@@ -14,9 +14,9 @@ from pathlib import Path
 from cleanlab.filter import find_label_issues
 
 from nnopt.context import RunContext
+from nnopt.learn.noisy.clean_labels import CleanLabelsConfig, detection_scores, out_of_sample_probs
 from nnopt.recipe import resolve
 from nnopt.runner import prepare
-from nnopt.train.clean_labels import CleanLabelsConfig, detection_scores, out_of_sample_probs
 
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning",
            "predicted_neq_given")

@@ -23,9 +23,9 @@ import yaml
 from _common import Checks
 from nnopt.measure import Measurement
 from nnopt.measure.latency import measure_target
-from nnopt.models import build_model
-from nnopt.recipe import Target
 from nnopt.measure.latency_table import LatencyTable
+from nnopt.measure.target import Target
+from nnopt.models import build_model
 from nnopt.search.space import MacroSpace
 
 

@@ -22,8 +22,9 @@ from nnopt.data import load_data
 from nnopt.measure import Measurement
 from nnopt.measure.latency import measure_target
 from nnopt.measure.runtimes import export_onnx, ort_session
+from nnopt.measure.target import Target
 from nnopt.models import build_model, load_model
-from nnopt.recipe import Target, resolve
+from nnopt.recipe import resolve
 
 THRESHOLD = 0.10
 TARGETS = [Target(name="edge-ort-b1-t1", runtime="onnxruntime", batch_size=1, threads=1),

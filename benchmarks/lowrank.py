@@ -16,8 +16,9 @@ from pathlib import Path
 
 from _common import finished_run, side_by_side
 from nnopt.data import load_data
+from nnopt.measure.target import Target
 from nnopt.models import load_model
-from nnopt.recipe import Target, resolve
+from nnopt.recipe import resolve
 
 TARGETS = [Target(name="server", runtime="torch", batch_size=64, threads=2),
            Target(name="edge", runtime="onnxruntime", batch_size=1, threads=1)]

@@ -21,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from _common import Checks, finished_run, recipe_latency, run_parts
 from nnopt.context import RunContext
 from nnopt.models.saving import load_model

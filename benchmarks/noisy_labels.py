@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from _common import Checks, finished_run
-from nnopt.fileio import atomic_write_text
+from nnopt.core.fileio import atomic_write_text
 from nnopt.report import Report, StageRecord
 
 RECIPE = Path("recipes/noisy-labels.yaml")
@@ -43,8 +43,9 @@ def recipe_for(setting: str, out: Path) -> Path:
     else:
         raw["data"]["label_noise"] = noise
         for stage in raw["stages"]:
-            if "coteaching" in (stage.get("train") or {}):
-                stage["train"]["coteaching"]["forget_rate"] = forget
+            task = (stage.get("train") or {}).get("task") or {}
+            if task.get("name") == "coteaching":
+                task["forget_rate"] = forget
     path = out / f"{setting}.yaml"
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, yaml.safe_dump(raw, sort_keys=False))

@@ -19,8 +19,9 @@ from pathlib import Path
 from _common import finished_run, side_by_side
 from nnopt.data import load_data
 from nnopt.measure.base import is_artifact, runtime_of
+from nnopt.measure.target import Target
 from nnopt.models import load_model
-from nnopt.recipe import Target, resolve
+from nnopt.recipe import resolve
 from nnopt.report.plots import pareto_front
 
 SERVER = Target(name="server", runtime="torch", batch_size=64, threads=2)

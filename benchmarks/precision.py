@@ -57,9 +57,9 @@ def main() -> int:
     loss: dict[str, list[float]] = {k: [] for k in CONFIGS}
     for k in range(args.rounds):
         for name, extra in CONFIGS.items():
-            s, l = one_epoch(extra, k)
+            s, value = one_epoch(extra, k)
             speed[name].append(s)
-            loss[name].append(l)
+            loss[name].append(value)
     base = statistics.median(speed["fp32"])
     result = {"samples": len(data.train), "rounds": args.rounds,
               "threads": torch.get_num_threads(),

@@ -28,8 +28,9 @@ from nnopt.compress.quantize.torch_int8 import TorchInt8Model
 from nnopt.data import load_data
 from nnopt.measure import Measurement
 from nnopt.measure.latency import measure_target
+from nnopt.measure.target import Target
 from nnopt.models import load_model
-from nnopt.recipe import Target, resolve
+from nnopt.recipe import resolve
 from nnopt.train.fit import evaluate
 
 TARGETS = [Target(name="server", runtime="torch", batch_size=64, threads=2),

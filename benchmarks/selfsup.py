@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from _common import Checks, finished_run
-from nnopt.fileio import atomic_write_text
+from nnopt.core.fileio import atomic_write_text
 
 RECIPE = Path("recipes/ssl.yaml")
 SEEDS = (0, 1, 2)

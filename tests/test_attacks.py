@@ -8,8 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from nnopt.trust.robustness.attacks import (StraightThrough, _checkpoints, apgd_ce, fgsm, pgd,
-                                            project)
+from nnopt.trust.robustness.attacks import (
+    StraightThrough,
+    _checkpoints,
+    apgd_ce,
+    fgsm,
+    pgd,
+    project,
+)
 from nnopt.trust.robustness.cw import cw_l2
 from nnopt.trust.robustness.square import square_linf
 

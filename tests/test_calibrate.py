@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import tiny_raw
-from nnopt.errors import NnoptError
+from nnopt.core.errors import NnoptError
 from nnopt.models import load_model
 from nnopt.recipe import resolve
 from nnopt.runner import run_recipe
@@ -87,7 +87,7 @@ def test_histogram_bins_hold_their_validation_accuracy():
                 (labels[idx == b] == k).double().mean().item(), abs=1e-6)
     assert head.values.shape == (4, 6)
     # calibrated on its own fit data, the map is more calibrated than the raw probabilities
-    from nnopt.trust.calibration.metrics import expected_calibration_error
+    from nnopt.measure.calibration import expected_calibration_error
 
     assert expected_calibration_error(head(logits.float()).double().softmax(1), labels) < \
         expected_calibration_error(p, labels)
@@ -121,7 +121,7 @@ def _val(tmp_path):
 
 
 def _val_logits(model, tmp_path):
-    from nnopt.train.fit import predict
+    from nnopt.core.compute import predict
 
     return predict(model, _val(tmp_path).x)
 

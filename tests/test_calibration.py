@@ -9,10 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import brier_score_loss
 
+from nnopt.measure.calibration import (
+    aurc,
+    bin_index,
+    brier_score,
+    classwise_calibration_error,
+    expected_calibration_error,
+    max_calibration_error,
+)
 from nnopt.measure.quality import nll_score
-from nnopt.trust.calibration.metrics import (aurc, bin_index, brier_score,
-                                             classwise_calibration_error,
-                                             expected_calibration_error, max_calibration_error)
 
 
 def _ref_bins(conf, bins):
@@ -130,7 +135,7 @@ def test_logits_and_probabilities_are_not_confused():
 
 
 def test_reliability_bins_agree_with_ece():
-    from nnopt.trust.calibration.metrics import reliability_bins
+    from nnopt.measure.calibration import reliability_bins
 
     probs, labels = _random(3)
     rel = reliability_bins(probs, labels, bins=10)

@@ -7,9 +7,9 @@ import numpy as np
 import torch
 
 from conftest import tiny_raw
+from nnopt.learn.noisy.clean_labels import detection_scores
 from nnopt.recipe import resolve
 from nnopt.runner import run_recipe
-from nnopt.train.clean_labels import detection_scores
 
 
 def test_detection_scores_count_hits():

@@ -13,8 +13,8 @@ import torch
 
 from conftest import tiny_raw
 from nnopt.cli import main
+from nnopt.core.registry import STEPS
 from nnopt.models import load_model, save_model
-from nnopt.registry import STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,12 +15,12 @@ from conftest import tiny_raw
 from nnopt.compress.cluster import huffman
 from nnopt.compress.cluster.codec import decode_model, encode_model
 from nnopt.compress.cluster.kmeans import kmeans_1d
-from nnopt.errors import ModelFileError
+from nnopt.core.compute import predict
+from nnopt.core.errors import ModelFileError
+from nnopt.measure.quality import accuracy_score
 from nnopt.models import load_model
 from nnopt.recipe import resolve
 from nnopt.runner import run_recipe
-from nnopt.measure.quality import accuracy_score
-from nnopt.train.fit import predict
 
 
 def test_kmeans_matches_sklearn_from_the_same_start():

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_raw
 
+from conftest import tiny_raw
 from nnopt.models.darts import OPS, DartsConfig, darts
 from nnopt.recipe import resolve
 from nnopt.runner import run_recipe

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from nnopt.data import load_data
-from nnopt.data import idx as idx_mod
-from nnopt.data.idx import FILES, read_idx
-from nnopt.errors import DataError
-from nnopt.recipe import resolve
 from conftest import tiny_raw
+from nnopt.core.errors import DataError
+from nnopt.data import idx as idx_mod
+from nnopt.data import load_data
+from nnopt.data.idx import FILES, read_idx
+from nnopt.recipe import resolve
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from conftest import tiny_raw
 from nnopt.compress.distill.losses import attention_loss, attention_map, hint_loss, kd_loss
 from nnopt.compress.distill.task import DistillationTask, DistillConfig, attention_pairs
-from nnopt.errors import NnoptError, RecipeError
+from nnopt.core.errors import NnoptError, RecipeError
 from nnopt.models import build_model
 from nnopt.models.cnn import CnnConfig
 from nnopt.recipe import resolve

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from conftest import tiny_raw
-from nnopt.errors import NnoptError
+from nnopt.core.errors import NnoptError
 from nnopt.models.saving import load_model
 from nnopt.recipe import resolve
 from nnopt.runner import run_recipe

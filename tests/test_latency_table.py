@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from nnopt.errors import NnoptError
-from nnopt.recipe import Target
+from nnopt.core.errors import NnoptError
 from nnopt.measure.latency_table import LatencyTable, operators
+from nnopt.measure.target import Target
 
 T = Target(name="cpu", runtime="torch", batch_size=2, threads=1)
 

@@ -69,7 +69,7 @@ def test_mixup_mixes_with_a_permutation():
 
 
 def test_coteaching_schedule_is_the_papers():
-    from nnopt.train.coteaching import CoteachingConfig, forget_schedule
+    from nnopt.learn.noisy.coteaching import CoteachingConfig, forget_schedule
 
     sched = forget_schedule(CoteachingConfig(forget_rate=0.4, num_gradual=5), 8)
     assert sched == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.4, 0.4, 0.4])
@@ -80,7 +80,7 @@ def test_coteaching_schedule_is_the_papers():
 def test_coteaching_exchanges_small_loss_examples():
     from torch import nn
 
-    from nnopt.train.coteaching import CoteachingConfig, CoteachingTask
+    from nnopt.learn.noisy.coteaching import CoteachingConfig, CoteachingTask
 
     torch.manual_seed(0)
     model = nn.Linear(4, 3)
@@ -110,7 +110,8 @@ def test_coteaching_trains_in_a_recipe(tmp_path):
     from nnopt.runner import run_recipe
 
     raw = tiny_raw(stages=[{"train": {"epochs": 2, "batch_size": 32,
-                                      "coteaching": {"forget_rate": 0.3, "num_gradual": 2}}}])
+                                      "task": {"name": "coteaching", "forget_rate": 0.3,
+                                                   "num_gradual": 2}}}])
     raw["data"]["label_noise"] = {"rate": 0.3}
     raw["evaluate"] = ["accuracy"]
     result = run_recipe(resolve(raw), tmp_path)
@@ -119,7 +120,7 @@ def test_coteaching_trains_in_a_recipe(tmp_path):
 
 
 def test_elr_penalty_and_target_update_by_hand():
-    from nnopt.train.elr import ElrConfig, ElrTask, elr_penalty
+    from nnopt.learn.noisy.elr import ElrConfig, ElrTask, elr_penalty
 
     p = torch.tensor([[0.5, 0.3, 0.2]])
     t = torch.tensor([[0.2, 0.2, 0.6]])
@@ -153,12 +154,26 @@ def test_elr_penalty_and_target_update_by_hand():
 
 
 def test_loss_replacing_tasks_refuse_to_combine():
-    from nnopt.errors import TrainingError
-    from nnopt.train.fit import TrainConfig, make_task
+    from pydantic import ValidationError
 
-    with pytest.raises(TrainingError, match="coteaching replaces the loss.*elr"):
-        make_task(TrainConfig(coteaching={}, elr={}), None, 10, "s", 0)
-    with pytest.raises(TrainingError, match="elr uses plain cross-entropy"):
-        make_task(TrainConfig(elr={}, loss={"name": "gce"}), None, 10, "s", 0)
-    with pytest.raises(TrainingError, match="elr uses plain cross-entropy"):
-        make_task(TrainConfig(elr={}, mixup=0.2), None, 10, "s", 0)
+    from nnopt.core.errors import TrainingError
+    from nnopt.train.fit import TrainConfig, make_task
+    from nnopt.train.task import ClassificationTask
+
+    # one task block names one objective: another task's options are unknown fields
+    with pytest.raises(ValidationError, match="loss"):
+        TrainConfig(task={"name": "elr", "loss": {"name": "gce"}})
+    with pytest.raises(ValidationError, match="mixup"):
+        TrainConfig(task={"name": "coteaching", "mixup": 0.2})
+    with pytest.raises(ValidationError, match="unknown task.*classify"):
+        TrainConfig(task={"name": "elrr"})
+    # a step's own objective (distillation) cannot be combined with a loss-replacing task
+    with pytest.raises(TrainingError, match="task 'elr' replaces the loss.*ClassificationTask"):
+        make_task(TrainConfig(task={"name": "elr"}), ClassificationTask(), 10, "s", 0)
+    assert type(make_task(TrainConfig(task={"name": "elr"}), None, 10, "s", 0)).__name__ == \
+        "ElrTask"
+    # a recipe written before the task block is told where its field went
+    with pytest.raises(ValidationError, match=r"task: \{name: coteaching"):
+        TrainConfig(coteaching={"forget_rate": 0.3})
+    with pytest.raises(ValidationError, match=r"task: \{name: classify, label_smoothing"):
+        TrainConfig(label_smoothing=0.1)

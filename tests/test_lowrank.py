@@ -8,9 +8,13 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import tiny_raw
-from nnopt.compress.lowrank.decompose import (factorize_layer, full_ranks, layer_macs,
-                                              rank_for_energy)
-from nnopt.errors import NnoptError, RecipeError
+from nnopt.compress.lowrank.decompose import (
+    factorize_layer,
+    full_ranks,
+    layer_macs,
+    rank_for_energy,
+)
+from nnopt.core.errors import NnoptError, RecipeError
 from nnopt.models import load_model
 from nnopt.recipe import resolve
 from nnopt.runner import run_recipe

@@ -8,13 +8,13 @@ import torch
 from torch import nn
 
 from conftest import tiny_raw
-from nnopt.errors import NnoptError
+from nnopt.core.errors import NnoptError
 from nnopt.models.saving import load_model
 from nnopt.recipe import resolve
 from nnopt.runner import run_recipe
+from nnopt.trust.uncertainty import log_mean_softmax, sample_logits
 from nnopt.trust.uncertainty.mc_dropout import mc_logits
 from nnopt.trust.uncertainty.mc_step import MCDropoutNet, add_dropout
-from nnopt.trust.uncertainty import log_mean_softmax, sample_logits
 
 
 def test_forward_averages_the_seeded_passes_of_mc_logits():

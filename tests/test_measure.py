@@ -7,13 +7,14 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import tiny_raw
 from nnopt.data import load_data
 from nnopt.measure import Measurement, measure
 from nnopt.measure.efficiency import count_macs, count_nonzero, count_params, peak_forward_bytes
 from nnopt.measure.latency import time_calls
+from nnopt.measure.target import Target
 from nnopt.models import build_model, save_model
-from nnopt.recipe import Target, resolve
-from conftest import tiny_raw
+from nnopt.recipe import resolve
 
 
 def measurement(tmp_path: Path, targets: list[Target]) -> Measurement:

@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from nnopt.errors import ModelFileError, RecipeError
+from conftest import tiny_raw
+from nnopt.core.errors import ModelFileError, RecipeError
+from nnopt.core.registry import MODELS
 from nnopt.measure.runtimes import export_onnx
 from nnopt.models import build_model, load_model, save_model
 from nnopt.recipe import resolve
-from nnopt.registry import MODELS
-from conftest import tiny_raw
 
 ZOO = [e.name for e in MODELS.entries() if "tiny" in e.meta]
 

@@ -8,12 +8,12 @@ from torch import nn
 
 from conftest import tiny_raw
 from nnopt.data.base import DataSplits, Split
+from nnopt.measure.noise_monitor import NoiseMonitor
 from nnopt.measure.quality import expected_calibration_error
 from nnopt.recipe import resolve
 from nnopt.runner import run_recipe
 from nnopt.train.callbacks import FitState
 from nnopt.train.fit import TrainConfig, objective
-from nnopt.train.noise_monitor import NoiseMonitor
 
 
 class Fixed(nn.Module):
@@ -55,10 +55,12 @@ def test_monitor_scores_against_hand_counts():
 
 def test_objective_names():
     assert objective(TrainConfig()) == "cross-entropy"
-    assert objective(TrainConfig(loss={"name": "gce", "q": 0.5}, mixup=0.2)) == \
-        "gce q=0.5 + mixup 0.2"
-    assert objective(TrainConfig(label_smoothing=0.1)) == "cross-entropy + label smoothing 0.1"
-    assert objective(TrainConfig(coteaching={"forget_rate": 0.4})) == "co-teaching (forget 0.4)"
+    assert objective(TrainConfig(task={"name": "classify", "loss": {"name": "gce", "q": 0.5},
+                                       "mixup": 0.2})) == "gce q=0.5 + mixup 0.2"
+    assert objective(TrainConfig(task={"name": "classify", "label_smoothing": 0.1})) == \
+        "cross-entropy + label smoothing 0.1"
+    assert objective(TrainConfig(task={"name": "coteaching", "forget_rate": 0.4})) == \
+        "co-teaching (forget 0.4)"
 
 
 def test_run_records_last_epoch_beside_the_selected_one(tmp_path):
@@ -66,7 +68,7 @@ def test_run_records_last_epoch_beside_the_selected_one(tmp_path):
                    data={"name": "digits", "limit": 300, "label_noise": {"rate": 0.4}})
     raw["evaluate"] = ["accuracy", "ece"]
     raw["stages"] = [{"train": {"epochs": 4, "lr": 0.01}},
-                     {"train": {"epochs": 4, "lr": 0.01, "loss": {"name": "gce"}},
+                     {"train": {"epochs": 4, "lr": 0.01, "task": {"name": "classify", "loss": {"name": "gce"}}},
                       "from": "input"}]
     result = run_recipe(resolve(raw), tmp_path)
     for stage in result.stages:

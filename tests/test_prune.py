@@ -15,15 +15,16 @@ from nnopt.compress.prune import masks as M
 from nnopt.compress.prune.preflight import MARGIN, preflight
 from nnopt.compress.prune.schedule import GradualPruning, cubic_sparsity
 from nnopt.compress.prune.sensitivity import amounts_from_sensitivity, layer_sensitivity
-from nnopt.compress.prune.sparse_exec import SparseLinear, to_sparse
 from nnopt.compress.prune.structured import channel_prune
+from nnopt.core.errors import RecipeError
+from nnopt.core.registry import MODELS
 from nnopt.data import load_data
-from nnopt.errors import RecipeError
 from nnopt.measure.efficiency import count_macs, count_params
 from nnopt.measure.runtimes import export_onnx
+from nnopt.measure.sparse_exec import SparseLinear, to_sparse
+from nnopt.measure.target import Target
 from nnopt.models import build_model, load_model, save_model
-from nnopt.recipe import Target, resolve
-from nnopt.registry import MODELS
+from nnopt.recipe import resolve
 from nnopt.train import TrainConfig, fit
 
 
@@ -224,7 +225,11 @@ def test_prune_config_rules():
     for stage, needle in [({"schedule": "gradual"}, "set finetune"),
                           ({"method": "movement"}, "needs schedule 'gradual'"),
                           ({"method": "nm", "n": 4, "m": 4}, "N < M"),
-                          ({"keep_macs": 0.5}, "for method 'channel'"),
+                          ({"keep_macs": 0.5}, "unknown field 'keep_macs' in stages\\[0\\].prune "
+                                                "\\(a field of method 'channel'\\)"),
+                          ({"method": "nm", "amount": 0.5}, "a field of method 'channel' / "
+                                                            "'magnitude' / 'movement' / 'random'"),
+                          ({"method": "chanel"}, "method must be one of"),
                           ({"method": "channel", "keep_latency": 0.5}, "needs budget_target")]:
         with pytest.raises(RecipeError, match=needle):
             resolve(tiny_raw(stages=[{"prune": stage}]))

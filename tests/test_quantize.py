@@ -11,17 +11,25 @@ from hypothesis import strategies as st
 from conftest import tiny_raw
 from nnopt.compress.quantize import deploy, ort
 from nnopt.compress.quantize.export import onnx_bytes
-from nnopt.compress.quantize.fake_quant import (act_qparams, dequantize, fake_quant,
-                                                lsq_fake_quant, qrange, quantize, sqnr_db,
-                                                weight_scale)
+from nnopt.compress.quantize.fake_quant import (
+    act_qparams,
+    dequantize,
+    fake_quant,
+    lsq_fake_quant,
+    qrange,
+    quantize,
+    sqnr_db,
+    weight_scale,
+)
 from nnopt.compress.quantize.mixed import assign_bits, quantized_weight
 from nnopt.compress.quantize.onnx_model import OnnxModel
 from nnopt.compress.quantize.qat import apply_plan, plan, snap_for_deploy
+from nnopt.core.compute import predict
 from nnopt.data import load_data
+from nnopt.measure.target import Target
 from nnopt.models import build_model, load_model, save_model
-from nnopt.recipe import Target, resolve
+from nnopt.recipe import resolve
 from nnopt.train import TrainConfig, fit
-from nnopt.train.fit import predict
 
 
 @settings(max_examples=60, deadline=None)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from conftest import tiny_raw
-from nnopt.errors import RecipeError
+from nnopt.core.errors import RecipeError
 from nnopt.recipe import apply_override, load_recipe, resolve, resolve_with_overrides
 
 ROOT = Path(__file__).resolve().parents[1]

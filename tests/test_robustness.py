@@ -10,16 +10,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import tiny_raw
-from nnopt.errors import RecipeError
+from nnopt.core.errors import RecipeError
 from nnopt.recipe import resolve
 from nnopt.runner import run_recipe
-from nnopt.train.adversarial import AdversarialConfig, AdversarialTask
-from nnopt.trust.robustness.corruptions import CORRUPTIONS, corrupt
+from nnopt.trust.robustness.corruptions import corrupt, corruption_names
+from nnopt.trust.robustness.training import AdversarialConfig, AdversarialTask
 
 IMAGES = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 0.8 + 0.1
 
 
-@pytest.mark.parametrize("name", list(CORRUPTIONS))
+@pytest.mark.parametrize("name", corruption_names())
 def test_corruptions_are_deterministic_and_in_range(name):
     a = corrupt(IMAGES, name, 3, seed=1)
     assert a.shape == IMAGES.shape and a.dtype == IMAGES.dtype
@@ -29,7 +29,7 @@ def test_corruptions_are_deterministic_and_in_range(name):
 
 
 def test_suite_size_and_severity_ordering():
-    assert len(CORRUPTIONS) >= 10
+    assert len(corruption_names()) >= 10
     for name in ("gaussian_noise", "impulse_noise", "gaussian_blur", "contrast", "brightness"):
         dist = [(corrupt(IMAGES, name, s) - IMAGES).abs().mean().item() for s in range(1, 6)]
         assert dist == sorted(dist), name
@@ -96,12 +96,12 @@ def test_adversarial_tasks():
     out = task(model.train(), x, y)
     assert model.training  # the attack ran in eval mode, the mode came back
     assert out["loss"] >= F.cross_entropy(model(x), y) - 1e-6  # the worst case costs more
-    from nnopt.train.fit import TrainConfig, fit
+    from nnopt.core.errors import TrainingError
     from nnopt.data.base import Split
-    from nnopt.errors import TrainingError
+    from nnopt.train.fit import TrainConfig, fit
     from nnopt.train.task import ClassificationTask
 
-    cfg = TrainConfig(epochs=1, adversarial={"eps": 0.1})
+    cfg = TrainConfig(epochs=1, task={"name": "adversarial", "eps": 0.1})
     with pytest.raises(TrainingError, match="cannot be combined"):
         fit(model, Split(x, y), config=cfg, task=ClassificationTask())
 

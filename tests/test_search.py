@@ -10,9 +10,9 @@ import random
 
 import numpy as np
 import pytest
-from conftest import tiny_raw
 
-from nnopt.errors import NnoptError, RecipeError
+from conftest import tiny_raw
+from nnopt.core.errors import NnoptError, RecipeError
 from nnopt.recipe import resolve
 from nnopt.runner import prepare, run_recipe
 from nnopt.search import trial as trial_mod

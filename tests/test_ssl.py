@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_raw
 from torch import nn
 
+from conftest import tiny_raw
 from nnopt.learn.selfsup.augment import AugmentConfig, augment
 from nnopt.learn.selfsup.embedding import (
     ProbeConfig,

@@ -11,12 +11,12 @@ import torch
 
 from conftest import tiny_raw
 from nnopt.context import RunContext
-from nnopt.errors import NnoptError
+from nnopt.core.errors import NnoptError
+from nnopt.core.registry import STEPS
 from nnopt.measure.base import is_artifact, is_stochastic, runtime_of
 from nnopt.measure.runtimes import export_onnx
 from nnopt.models import load_model, save_model
 from nnopt.recipe import resolve
-from nnopt.registry import STEPS
 from nnopt.runner import prepare
 
 

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnopt.core.errors import TrainingError
 from nnopt.data.base import Split
-from nnopt.errors import TrainingError
-from nnopt.train import (Callback, ClassificationTask, TrainConfig, evaluate, fit, predict)
+from nnopt.train import Callback, ClassificationTask, TrainConfig, evaluate, fit, predict
 from nnopt.train.fit import batches, make_optimizer, make_schedule
 
 

@@ -13,9 +13,17 @@ from nnopt.models import build_model, load_model
 from nnopt.models.wann import WannConfig
 from nnopt.recipe import resolve
 from nnopt.runner import run_recipe
-from nnopt.search.wann import (Genome, WannSearchConfig, add_connection, add_node,
-                               change_activation, minimal, mutate, random_topology,
-                               sweep_accuracy)
+from nnopt.search.wann import (
+    Genome,
+    WannSearchConfig,
+    add_connection,
+    add_node,
+    change_activation,
+    minimal,
+    mutate,
+    random_topology,
+    sweep_accuracy,
+)
 
 
 def _acyclic(cfg: WannConfig) -> bool:

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from nnopt.data.base import DataSplits
-from nnopt.recipe import ResolvedRecipe, Target
+from nnopt.core.record import Record
+from nnopt.core.task import TrainingTask
+from nnopt.data.base import DataSplits, Split
+from nnopt.measure.base import example_batch
+from nnopt.measure.noise_monitor import NoiseMonitor
+from nnopt.measure.target import Target
+from nnopt.recipe import ResolvedRecipe
+from nnopt.train.callbacks import FitState, ProgressBar
+from nnopt.train.fit import TrainConfig, fit
+from nnopt.train.masks import KeepMasks, masks_from_zeros
 
 
 @dataclass
@@ -38,9 +47,13 @@ class RunContext:
         """The first stage's model (e.g. the trained baseline), a natural teacher."""
         return next(iter(self.models.values()), None)
 
-    def record(self, key: str, value: Any) -> None:
-        """Attach a detail (training history, pre-flight table, ...) to the current stage."""
-        self.details[key] = value
+    def record(self, key: str | Record, value: Any = None) -> None:
+        """Attach a typed record (``ctx.record(PruningRecord(...))``) or a detail by key
+        (training history, pre-flight table, ...) to the current stage."""
+        if isinstance(key, Record):
+            self.details[key.KEY] = key.to_json()
+        else:
+            self.details[key] = value
 
     def warn(self, *messages: str) -> None:
         """Attach warnings to the current stage (shown by the CLI and in the report)."""
@@ -50,8 +63,6 @@ class RunContext:
 
     def example(self, batch_size: int) -> torch.Tensor:
         """A batch of real test inputs of the requested size (for timing and export)."""
-        from nnopt.measure.base import example_batch
-
         return example_batch(self.data.test.x, batch_size)
 
     def callbacks(self, model: nn.Module | None = None, monitor: bool = True) -> list[Any]:
@@ -59,16 +70,31 @@ class RunContext:
         mask keeping when ``model`` was pruned in an earlier stage (its zeros stay zero), and,
         when the training labels were corrupted on purpose and ``monitor`` is on, the noisy-label
         monitor (memorisation and clean test accuracy per epoch, the last epoch's figures)."""
-        from nnopt.train.callbacks import ProgressBar
-
         out: list[Any] = [ProgressBar()] if self.progress else []
         if monitor and self.data.train.y_clean is not None:
-            from nnopt.train.noise_monitor import NoiseMonitor
-
             out.append(NoiseMonitor(self.data.train, self.data))
         sparse = (getattr(model, "spec", None) or {}).get("sparsity")
         if sparse:
-            from nnopt.compress.prune.masks import KeepMasks, masks_from_zeros
-
             out.append(KeepMasks(masks_from_zeros(model, sparse["params"])))
         return out
+
+    def fit(self, model: nn.Module, config: TrainConfig, *, task: TrainingTask | None = None,
+            train: Split | None = None, val: Split | None | bool = True,
+            callbacks: list[Any] | None = None, extra: Sequence[Any] = (),
+            stage: str | None = None, seed: int | None = None,
+            lr_scale: Mapping[nn.Parameter, float] | None = None,
+            record: Literal["all", "history", "none"] = "all") -> FitState:
+        """A stage's training, the one way every step trains: ``fit()`` on this run's training
+        split (or ``train``), selecting on its validation split (``val=False``: none), with the
+        run's callbacks for ``model`` (or ``callbacks``) plus ``extra``, the stage's name and
+        the run's seed; then the history (and the objective's notes) recorded for the report."""
+        state = fit(model, self.data.train if train is None else train, config=config,
+                    val=self.data.val if val is True else (val or None), task=task,
+                    callbacks=(self.callbacks(model) if callbacks is None else callbacks)
+                    + list(extra), stage=stage or self.stage,
+                    seed=self.seed if seed is None else seed, lr_scale=lr_scale)
+        if record in ("all", "history"):
+            self.record("history", state.history)
+        if record == "all":
+            self.record("training", state.notes)
+        return state

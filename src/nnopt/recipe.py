@@ -8,55 +8,23 @@ from __future__ import annotations
 
 import copy
 import re
+import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from nnopt.errors import RecipeError, did_you_mean, unknown_choice
-from nnopt.registry import DATASETS, METRICS, MODELS, STEPS, Registry
-from nnopt.yaml_io import MAX_RECIPE_BYTES, Loc, YamlTooBig, safe_yaml, yaml_locations
+from nnopt.core.config import FACTORY, NAME, BatchSize, Epochs, Seed, Strict  # noqa: F401
+from nnopt.core.errors import RecipeError, did_you_mean, unknown_choice
+from nnopt.core.registry import DATASETS, METRICS, MODELS, STEPS, Registry
+from nnopt.core.yaml_io import MAX_RECIPE_BYTES, Loc, YamlTooBig, safe_yaml, yaml_locations
+from nnopt.measure.target import Target
 
 DEFAULT_EVALUATE = ["accuracy", "nll", "params", "nonzero_params", "size", "compressed_size",
                     "macs", "latency"]
 
 
-class Strict(BaseModel):
-    """Base for every config: unknown fields are errors, values are validated on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-# A seed: what torch, NumPy and Python's random all accept (after the offsets steps add).
-Seed = Annotated[int, Field(ge=0, lt=2 ** 62)]
-# Training epochs: above this a value can only be a typo (a year of CPU time per epoch count).
-Epochs = Annotated[int, Field(ge=1, le=100_000)]
-# A batch size: above this no batch fits in memory.
-BatchSize = Annotated[int, Field(ge=1, le=2 ** 20)]
-NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$"  # a name that is never a path
-FACTORY = r"^[\w.]+:[\w.]+$"  # 'package.module:function'
-
-
-class Target(Strict):
-    """Where the model will run; latency is measured here, never inferred from MACs."""
-
-    name: str = Field(pattern=NAME)
-    runtime: Literal["torch", "onnxruntime"] = "torch"
-    batch_size: int = Field(1, ge=1, le=65_536)
-    threads: int = Field(1, ge=1, le=1024)
-    warmup: int = Field(10, ge=0, le=100_000, description="untimed calls before timing")
-    repeats: int = Field(50, ge=5, le=1_000_000, description="minimum timed calls")
-    min_seconds: float = Field(0.5, ge=0, le=3600,
-                               description="keep timing until this much time passed")
-    sparse: bool = Field(False, description="run Linear layers as CSR sparse matrices (torch only)")
-
-    @model_validator(mode="after")
-    def _sparse_needs_torch(self) -> Target:
-        if self.sparse and self.runtime != "torch":
-            raise ValueError("sparse kernels exist only for runtime 'torch' (onnxruntime has none "
-                             "on CPU)")
-        return self
 
 
 class StageSpec(BaseModel):
@@ -153,18 +121,57 @@ def format_loc(loc: Loc) -> str:
     return out or "recipe"
 
 
+def _config_of(ann: Any) -> type[BaseModel] | None:
+    """The config class a field holds (also inside ``X | None``)."""
+    for t in (ann, *typing.get_args(ann)):
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            return t
+    return None
+
+
+def _walk(cls: type[BaseModel], parts: tuple[Any, ...]) -> tuple[type[BaseModel], tuple[Any, ...]]:
+    """The config class at the end of an error location, and the location without the tags
+    of one-config-per-method unions (``prune.channel.n`` is shown as ``prune.n``)."""
+    parent, shown = cls, []
+    for part in parts:
+        variants = getattr(parent, "variants", None)
+        if isinstance(variants, dict) and part in variants:
+            parent = variants[part]
+            continue
+        shown.append(part)
+        field = parent.model_fields.get(part) if isinstance(part, str) else None
+        sub = _config_of(field.annotation) if field is not None else None
+        if sub is not None:
+            parent = sub
+    return parent, tuple(shown)
+
+
+def _other_method(cls: type[BaseModel], loc: tuple[Any, ...], bad: str) -> str:
+    """For a one-config-per-method union: the methods whose config has the field ``bad``."""
+    parent: Any = cls
+    for part in loc[:-1]:
+        variants = getattr(parent, "variants", None)
+        if isinstance(variants, dict) and part in variants:
+            others = sorted({str(a) for v in variants.values() if bad in v.model_fields
+                             for a in typing.get_args(v.model_fields["method"].annotation)})
+            return f" (a field of method {' / '.join(map(repr, others))})" if others else ""
+        field = parent.model_fields.get(part) if isinstance(part, str) else None
+        parent = (_config_of(field.annotation) if field is not None else None) or parent
+    return ""
+
+
 def _error_line(err: dict[str, Any], loc: Loc, where: _Where, cls: type[BaseModel] | None) -> str:
-    full = loc + tuple(err["loc"])
+    inner = tuple(err["loc"])
+    if cls is not None:
+        _, inner = _walk(cls, inner)
+    full = loc + inner
     if err["type"] == "extra_forbidden" and cls is not None:
-        parent = cls
-        for part in err["loc"][:-1]:
-            field = parent.model_fields.get(part) if isinstance(part, str) else None
-            ann = getattr(field, "annotation", None) if field else None
-            parent = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else parent
+        parent, _ = _walk(cls, tuple(err["loc"][:-1]))
         valid = sorted(parent.model_fields)
         bad = str(err["loc"][-1])
         return (f"{where(full)}: unknown field '{bad}' in {format_loc(full[:-1])}"
-                f"{did_you_mean(bad, valid)}; valid fields: {', '.join(valid)}")
+                f"{_other_method(cls, err['loc'], bad) or did_you_mean(bad, valid)}; valid "
+                f"fields: {', '.join(valid)}")
     got = err.get("input")
     shown = repr(got) if len(repr(got)) <= 60 else repr(got)[:57] + "..."
     got_s = f" (got {shown})" if not isinstance(got, (dict, list)) and got is not None else ""

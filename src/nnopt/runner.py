@@ -6,40 +6,24 @@ import logging
 import time
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from nnopt import __version__
 from nnopt.context import RunContext
+from nnopt.core.compute import seed_everything
+from nnopt.core.environment import environment, memory_bytes
+from nnopt.core.errors import DataError, NnoptError
+from nnopt.core.fileio import StagedFolder
+from nnopt.core.registry import STEPS
+from nnopt.core.version import __version__
 from nnopt.data import load_data
 from nnopt.data.base import DataSplits
-from nnopt.environment import environment, memory_bytes
-from nnopt.errors import DataError, NnoptError
-from nnopt.fileio import StagedFolder
 from nnopt.measure import Measurement, measure
 from nnopt.models import build_model, save_model
-from nnopt.models.base import weightless_count
+from nnopt.models.base import check_fits, weightless_count
 from nnopt.recipe import INPUT, ResolvedRecipe
-from nnopt.registry import STEPS
 from nnopt.report import Report, StageRecord, write_report
-from nnopt.train.fit import seed_everything
 
 log = logging.getLogger("nnopt")
-
-
-def check_fits(model: nn.Module, data: DataSplits, model_name: str) -> None:
-    """A dry forward on two real inputs: a model/data mismatch fails here with a clear message."""
-    x = data.train.x[:2]
-    try:
-        with torch.no_grad():
-            out = model.eval()(x)
-    except (RuntimeError, ValueError, IndexError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise DataError(f"model '{model_name}' does not fit dataset '{data.name}' (input shape "
-                        f"{tuple(data.input_shape)}): {first}") from None
-    if out.dim() != 2 or out.shape[1] != data.num_classes:
-        raise DataError(f"model '{model_name}' returns shape {tuple(out.shape[1:])} per input but "
-                        f"dataset '{data.name}' has {data.num_classes} classes")
 
 
 def check_size(resolved: ResolvedRecipe, data: DataSplits) -> None:

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-
 from hostile import cli, recipe_file  # noqa: F401  (fixtures)
 
 

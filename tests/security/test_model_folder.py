@@ -11,14 +11,13 @@ from pathlib import Path
 import onnx
 import pytest
 import torch
+from hostile import cli, recipe_file  # noqa: F401  (fixtures)
 from onnx import TensorProto, helper, numpy_helper
 
 from nnopt.compress.cluster.codec import MAGIC
-from nnopt.errors import ModelFileError
+from nnopt.core.errors import ModelFileError
+from nnopt.core.registry import MODELS
 from nnopt.models import build_model, load_model, save_model
-from nnopt.registry import MODELS
-
-from hostile import cli, recipe_file  # noqa: F401  (fixtures)
 
 HOSTILE_FACTORIES = ["os:system", "subprocess:run", "builtins:exec", "shutil:rmtree"]
 

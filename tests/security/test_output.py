@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from hostile import cli, recipe_file, tree  # noqa: F401  (fixtures)
-from nnopt.fileio import MARKER, PARTIAL, StagedFolder, clean_stale
+
+from nnopt.core.fileio import MARKER, PARTIAL, StagedFolder, clean_stale
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from hostile import Result, cli  # noqa: F401  (fixtures)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from hostile import Result, cli  # noqa: F401  (fixtures)
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))
 RAW = {p.name: yaml.safe_load(p.read_text()) for p in RECIPES}
@@ -61,7 +60,8 @@ def mutate(raw: Any, data: st.DataObject) -> Any:
     return raw
 
 
-@settings(max_examples=int(__import__("os").environ.get("FUZZ_N", 120)), deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=int(__import__("os").environ.get("FUZZ_N", 120)), deadline=None,
+          suppress_health_check=list(HealthCheck))
 @given(name=st.sampled_from(sorted(RAW)), data=st.data())
 def test_mutated_recipes_validate_or_fail_in_one_line(name, data, cli, tmp_path):
     raw = yaml.safe_load(yaml.safe_dump(RAW[name]))

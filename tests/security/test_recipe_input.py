@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from hostile import cli, recipe_file  # noqa: F401  (fixtures)
 
 BOMB = "\n".join(["a: &a [x, x, x, x, x, x, x, x, x, x]"]

@@ -19,15 +19,15 @@ from pydantic import Field
 from torch import nn
 
 from nnopt.context import RunContext
-from nnopt.errors import NnoptError
+from nnopt.core.compute import predict
+from nnopt.core.config import Strict
+from nnopt.core.errors import NnoptError
+from nnopt.core.record import Record, record
+from nnopt.core.registry import STEPS, TRANSFORMS
 from nnopt.measure.base import is_artifact
-from nnopt.models.saving import TRANSFORMS
 from nnopt.models.structure import replace_module
-from nnopt.recipe import Strict
-from nnopt.registry import STEPS
 from nnopt.report.model import StageRecord
 from nnopt.report.render import Doc, register_section
-from nnopt.train.fit import predict
 
 LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -88,7 +88,7 @@ def _reapply(model: nn.Module, transform: dict[str, Any]) -> None:
         replace_module(model, bn_name, nn.Identity())
 
 
-TRANSFORMS["fuse"] = _reapply
+TRANSFORMS.add("fuse", _reapply)
 
 
 @STEPS.register("fuse", config=FuseConfig, tiny={})
@@ -111,20 +111,30 @@ def fuse(model: nn.Module, cfg: FuseConfig, ctx: RunContext) -> nn.Module:
     x = ctx.data.val.x[:512] if len(ctx.data.val) else ctx.data.train.x[:512]
     before, after = predict(source, x), predict(model, x)
     diff = (before - after).abs().max().item()
-    ctx.record("fusion", {"pairs": [list(p) for p in pairs], "max_abs_output_diff": diff,
-                          "checked_examples": len(x)})
+    ctx.record(FusionRecord(pairs=[list(p) for p in pairs], max_abs_output_diff=diff,
+                            checked_examples=len(x)))
     if diff > cfg.tolerance:
         raise NnoptError(f"folding changed the outputs by {diff:.3g} (> tolerance "
                          f"{cfg.tolerance:g}); exclude the offending BatchNorm")
     return model
 
 
+@record
+class FusionRecord(Record):
+    """The folded (layer, BatchNorm) pairs and the largest change of an output they caused on
+    the checked examples (validation split)."""
+
+    KEY = "fusion"
+    pairs: list[list[str]]
+    max_abs_output_diff: float
+    checked_examples: int
+
+
 @register_section
 def fusion_section(doc: Doc, labels: list[str], records: list[StageRecord], figs: Path) -> None:
-    rows = [[lab, str(len(s.details["fusion"]["pairs"])),
-             f"{s.details['fusion']['max_abs_output_diff']:.2e}",
-             str(s.details["fusion"]["checked_examples"])]
-            for lab, s in zip(labels, records) if s.details.get("fusion")]
+    found = [(lab, FusionRecord.of(s.details)) for lab, s in zip(labels, records)]
+    rows = [[lab, str(len(f.pairs)), f"{f.max_abs_output_diff:.2e}", str(f.checked_examples)]
+            for lab, f in found if f is not None]
     if rows:
         doc.h2("Fusion")
         doc.p("BatchNorm layers folded into the conv/linear before them; the outputs of the "

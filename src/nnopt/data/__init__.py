@@ -1,8 +1,7 @@
 """Datasets, registered by name; each returns DataSplits with fixed-seed splits."""
 
-from nnopt.data import arrays, cifar10, digits, idx, mnist1d, sentences  # noqa: F401
+from nnopt.core.registry import DATASETS
 from nnopt.data.base import DataConfig, DataSplits, Split
-from nnopt.registry import DATASETS
 
 
 def load_data(cfg: DataConfig) -> DataSplits:

@@ -9,11 +9,11 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field
 
+from nnopt.core.config import Seed
+from nnopt.core.environment import memory_bytes
+from nnopt.core.errors import DataError
+from nnopt.core.registry import DATASETS
 from nnopt.data.base import DataConfig, DataSplits, make_splits
-from nnopt.environment import memory_bytes
-from nnopt.errors import DataError
-from nnopt.recipe import Seed
-from nnopt.registry import DATASETS
 
 
 class NpzConfig(DataConfig):

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from nnopt.core.config import Seed, Strict
+from nnopt.core.errors import DataError
 from nnopt.data.noise import LabelNoiseConfig, corrupt_labels, realised_rate
-from nnopt.errors import DataError
-from nnopt.recipe import Seed, Strict
 
 
 class DataConfig(Strict):

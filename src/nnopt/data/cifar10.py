@@ -15,9 +15,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from nnopt.core.errors import DataError
+from nnopt.core.registry import DATASETS
 from nnopt.data.base import DataConfig, DataSplits, make_splits
-from nnopt.errors import DataError
-from nnopt.registry import DATASETS
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
            "truck"]

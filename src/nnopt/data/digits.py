@@ -7,8 +7,9 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from nnopt.core.extras import require
+from nnopt.core.registry import DATASETS
 from nnopt.data.base import DataConfig, DataSplits, make_splits
-from nnopt.registry import DATASETS
 
 
 class DigitsConfig(DataConfig):
@@ -19,6 +20,7 @@ class DigitsConfig(DataConfig):
 @DATASETS.register("digits", config=DigitsConfig)
 def digits(cfg: DigitsConfig) -> DataSplits:
     """Digits (UCI optical recognition, via scikit-learn): 8x8 images scaled to [0, 1]."""
+    require("sklearn", "the digits dataset", extra="data")
     from sklearn.datasets import load_digits
 
     bunch = load_digits()

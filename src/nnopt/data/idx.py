@@ -14,11 +14,11 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from nnopt.core.environment import memory_bytes
+from nnopt.core.errors import DataError
+from nnopt.core.fileio import atomic_write_bytes, inflate
+from nnopt.core.registry import DATASETS
 from nnopt.data.base import DataConfig, DataSplits, make_splits
-from nnopt.environment import memory_bytes
-from nnopt.errors import DataError
-from nnopt.fileio import atomic_write_bytes, inflate
-from nnopt.registry import DATASETS
 
 FILES = {
     "train_x": "train-images-idx3-ubyte",

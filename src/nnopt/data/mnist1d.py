@@ -6,10 +6,11 @@ from typing import Literal
 
 from pydantic import Field
 
+from nnopt.core.config import Seed
+from nnopt.core.errors import DataError
+from nnopt.core.extras import require
+from nnopt.core.registry import DATASETS
 from nnopt.data.base import DataConfig, DataSplits, make_splits
-from nnopt.errors import DataError
-from nnopt.recipe import Seed
-from nnopt.registry import DATASETS
 
 
 class Mnist1dConfig(DataConfig):
@@ -23,6 +24,7 @@ class Mnist1dConfig(DataConfig):
 def mnist1d(cfg: Mnist1dConfig) -> DataSplits:
     """MNIST-1D: 40-sample 1-D signals of 10 digit templates, shifted, sheared and noised."""
     try:
+        require("mnist1d", "the mnist1d dataset")
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError:
         raise DataError("dataset 'mnist1d' needs the mnist1d package: pip install mnist1d") from None

@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from nnopt.recipe import Seed, Strict
+from nnopt.core.config import Seed, Strict
 
 FASHION_PAIRS = [[0, 6], [2, 4], [5, 7]]
 

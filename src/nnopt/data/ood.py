@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nnopt.core.extras import require
 from nnopt.data.base import DataSplits
 
 
@@ -23,6 +24,7 @@ def ood_sets(data: DataSplits, *, size: int = 2000, seed: int = 0) -> dict[str, 
         return {}  # token ids or other discrete inputs: no generic OOD set
     out: dict[str, torch.Tensor] = {}
     if len(shape) == 3 and shape[0] == 1:
+        require("sklearn", "the digits OOD set", extra="data")
         from sklearn.datasets import load_digits
 
         imgs = torch.from_numpy(load_digits().images.astype(np.float32) / 16.0)[:, None]

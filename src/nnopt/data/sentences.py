@@ -9,9 +9,10 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from nnopt.core.config import Seed
+from nnopt.core.registry import DATASETS
 from nnopt.data.base import DataConfig, DataSplits, make_splits
-from nnopt.recipe import Seed
-from nnopt.registry import DATASETS
+from nnopt.models.minilm import tokenize
 
 TOPICS = {
     "food": (["The chef", "My aunt", "A hungry student", "The baker", "Our neighbour"],
@@ -59,8 +60,6 @@ class SentencesConfig(DataConfig):
 @DATASETS.register("sentences", config=SentencesConfig)
 def sentences(cfg: SentencesConfig) -> DataSplits:
     """Generated topic-labelled sentences (food, sport, weather, tech) as MiniLM token ids."""
-    from nnopt.models.minilm import tokenize
-
     text, labels = make_sentences(cfg.size, cfg.seed)
     ids = tokenize(text, cfg.max_length).numpy().astype(np.float32)
     ids = np.pad(ids, ((0, 0), (0, cfg.max_length - ids.shape[1])))

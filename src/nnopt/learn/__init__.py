@@ -3,5 +3,3 @@ few-label fine-tuning (``selfsup``), and hybrids of network features with a clas
 classifier (``classical_head``). The noisy-label methods are training options
 (``nnopt.train``: losses, co-teaching, ELR, the clean_labels step), since every fit() may need
 them."""
-
-from nnopt.learn import classical_head, selfsup  # noqa: F401  (registration)

@@ -18,12 +18,19 @@ from pydantic import Field
 from torch import nn
 
 from nnopt.context import RunContext
-from nnopt.errors import NnoptError
-from nnopt.measure.base import is_artifact
-from nnopt.models.heads import build_head, from_calibrated_svm, from_hist_gbdt, from_logistic
-from nnopt.models.saving import TRANSFORMS
-from nnopt.recipe import Strict
-from nnopt.registry import STEPS
+from nnopt.core.config import Strict
+from nnopt.core.errors import NnoptError
+from nnopt.core.extras import require
+from nnopt.core.registry import CLASSIFIERS, STEPS, TRANSFORMS
+from nnopt.measure.base import is_nnopt_model
+from nnopt.models.heads import (
+    LogisticHead,
+    SvmHead,
+    TreeHead,
+    from_calibrated_svm,
+    from_hist_gbdt,
+    from_logistic,
+)
 
 
 class ClassicalHeadConfig(Strict):
@@ -55,10 +62,13 @@ def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def _reapply(model: nn.Module, transform: dict[str, Any]) -> None:
-    _replace(model, transform["module"], build_head(transform["head"], transform["shape"]))
+    kind = transform.get("head")
+    if not isinstance(kind, str) or kind not in CLASSIFIERS:
+        raise ValueError(f"unknown classical head {str(kind)[:30]!r}")
+    _replace(model, transform["module"], CLASSIFIERS.get(kind).meta["build"](transform["shape"]))
 
 
-TRANSFORMS["classical_head"] = _reapply
+TRANSFORMS.add("classical_head", _reapply)
 
 
 def features(model: nn.Module, name: str, x: torch.Tensor, batch: int = 1000) -> np.ndarray:
@@ -76,42 +86,62 @@ def features(model: nn.Module, name: str, x: torch.Tensor, batch: int = 1000) ->
     return torch.cat(seen).double().numpy()
 
 
+@CLASSIFIERS.register("gbdt", build=lambda s: TreeHead(s["trees"], s["nodes"], s["classes"],
+                                                        s["depth"]))
+def _gbdt(cfg: ClassicalHeadConfig, z: np.ndarray, y: np.ndarray, seed: int
+          ) -> tuple[nn.Module, dict[str, int], Any]:
+    """Gradient-boosted trees (scikit-learn's HistGradientBoosting), walked as tensors."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    clf = HistGradientBoostingClassifier(max_iter=cfg.trees, learning_rate=cfg.learning_rate,
+                                         max_leaf_nodes=cfg.max_leaf_nodes,
+                                         early_stopping=False, random_state=seed).fit(z, y)
+    head, shape = from_hist_gbdt(clf)
+    return head, shape, clf
+
+
+@CLASSIFIERS.register("logistic", build=lambda s: LogisticHead(s["features"], s["classes"]))
+def _logistic(cfg: ClassicalHeadConfig, z: np.ndarray, y: np.ndarray, seed: int
+              ) -> tuple[nn.Module, dict[str, int], Any]:
+    """Logistic regression on standardised features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(z)
+    clf = LogisticRegression(C=cfg.C, max_iter=cfg.max_iter).fit(scaler.transform(z), y)
+    head, shape = from_logistic(clf, scaler)
+    return head, shape, Pipeline([("scale", scaler), ("clf", clf)])
+
+
+@CLASSIFIERS.register("svm", build=lambda s: SvmHead(s["features"], s["classes"], s["folds"]))
+def _svm(cfg: ClassicalHeadConfig, z: np.ndarray, y: np.ndarray, seed: int
+         ) -> tuple[nn.Module, dict[str, int], Any]:
+    """A linear SVM with Platt-scaled probabilities (sigmoids fitted on held-out folds)."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    scaler = StandardScaler().fit(z)
+    clf = CalibratedClassifierCV(LinearSVC(C=cfg.C, max_iter=cfg.max_iter, random_state=seed),
+                                 method="sigmoid", cv=cfg.folds).fit(scaler.transform(z), y)
+    head, shape = from_calibrated_svm(clf, scaler)
+    return head, shape, Pipeline([("scale", scaler), ("clf", clf)])
+
+
 def fit_head(cfg: ClassicalHeadConfig, z: np.ndarray, y: np.ndarray, seed: int
              ) -> tuple[nn.Module, dict[str, int], Any]:
     """The head as a module, its shape, and the fitted scikit-learn estimator (on raw
     features: the scaler, where there is one, inside a Pipeline)."""
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    if cfg.head == "gbdt":
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
-        clf = HistGradientBoostingClassifier(max_iter=cfg.trees, learning_rate=cfg.learning_rate,
-                                             max_leaf_nodes=cfg.max_leaf_nodes,
-                                             early_stopping=False, random_state=seed).fit(z, y)
-        head, shape = from_hist_gbdt(clf)
-        return head, shape, clf
-    scaler = StandardScaler().fit(z)
-    zs = scaler.transform(z)
-    if cfg.head == "logistic":
-        from sklearn.linear_model import LogisticRegression
-
-        clf = LogisticRegression(C=cfg.C, max_iter=cfg.max_iter).fit(zs, y)
-        head, shape = from_logistic(clf, scaler)
-        return head, shape, Pipeline([("scale", scaler), ("clf", clf)])
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.svm import LinearSVC
-
-    clf = CalibratedClassifierCV(LinearSVC(C=cfg.C, max_iter=cfg.max_iter, random_state=seed),
-                                 method="sigmoid", cv=cfg.folds).fit(zs, y)
-    head, shape = from_calibrated_svm(clf, scaler)
-    return head, shape, Pipeline([("scale", scaler), ("clf", clf)])
+    require("sklearn", "a classical head", extra="hybrid")
+    return CLASSIFIERS.get(cfg.head).fn(cfg, z, y, seed)
 
 
 @STEPS.register("classical_head", config=ClassicalHeadConfig, tiny={"trees": 3})
 def classical_head(model: nn.Module, cfg: ClassicalHeadConfig, ctx: RunContext) -> nn.Module:
     """Replace the network's classifier by a scikit-learn classifier on its features."""
-    if is_artifact(model) or not hasattr(model, "net"):
+    if not is_nnopt_model(model):
         raise NnoptError("classical_head takes a trained nnopt PyTorch model (put it before "
                          "quantize/export stages)")
     out = copy.deepcopy(model)

@@ -1,8 +1,7 @@
 """Measurement: registered metrics over a stage's model, data, saved file and targets."""
 
-from nnopt.measure import efficiency, latency, latency_table, quality  # noqa: F401  (registration)
+from nnopt.core.registry import METRICS
 from nnopt.measure.base import Measurement
-from nnopt.registry import METRICS
 
 
 def measure(m: Measurement, names: list[str]) -> dict[str, float]:

@@ -10,8 +10,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from nnopt.core.compute import predict
+from nnopt.core.errors import NnoptError
+from nnopt.core.registry import METRICS
 from nnopt.data.base import DataSplits
-from nnopt.recipe import Target
+from nnopt.measure.embedding import embed
+from nnopt.measure.target import Target
+from nnopt.models.artifact import Artifact
+from nnopt.models.base import NnoptModel
 
 
 @dataclass
@@ -30,23 +36,17 @@ class Measurement:
 
     def option(self, metric: str) -> Any:
         """The validated options of ``metric`` (its config's defaults if the recipe gives none)."""
-        from nnopt.registry import METRICS
-
         if metric in self.options:
             return self.options[metric]
         return METRICS.get(metric).config()
 
     @cached_property
     def logits(self) -> torch.Tensor:
-        from nnopt.train.fit import predict
-
         return predict(self.model, self.data.test.x)
 
     @cached_property
     def embedding(self) -> torch.Tensor:
         """Test-split embeddings (the classifier's input), computed once for every metric."""
-        from nnopt.learn.selfsup.embedding import embed
-
         return embed(self.model, self.data.test.x)
 
     @property
@@ -60,12 +60,18 @@ class Measurement:
 
 def runtime_of(model: nn.Module) -> str:
     """'torch' for ordinary modules; deployed artifacts (ONNX) name their own runtime."""
-    return getattr(model, "runtime", "torch")
+    return model.runtime if isinstance(model, Artifact) else "torch"
+
+
+def is_nnopt_model(model: nn.Module) -> bool:
+    """A PyTorch model built by nnopt (normalisation + ``net`` + spec) that a step may rewrite:
+    not a deployed artifact, not a bare module."""
+    return isinstance(model, NnoptModel)
 
 
 def is_artifact(model: nn.Module) -> bool:
     """A deployed artifact (ONNX file, torch int8 graph): PyTorch-level counts do not apply."""
-    return bool(getattr(model, "artifact", False))
+    return isinstance(model, Artifact)
 
 
 def is_stochastic(model: nn.Module) -> bool:
@@ -77,8 +83,6 @@ def is_stochastic(model: nn.Module) -> bool:
 def check_exportable(model: nn.Module) -> None:
     """Raise a clear error for a model that must not be exported to ONNX."""
     if is_stochastic(model):
-        from nnopt.errors import NnoptError
-
         raise NnoptError("this model averages random passes (MC dropout or Bayesian layers); "
                          "ONNX Runtime's random ops are not seeded like PyTorch, so its "
                          "predictions would not repeat: deploy it with PyTorch")

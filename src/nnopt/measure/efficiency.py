@@ -10,10 +10,12 @@ from collections.abc import Iterator
 
 import torch
 from torch import nn
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
+from nnopt.core.registry import METRICS
 from nnopt.measure.base import Measurement, is_artifact
-from nnopt.registry import METRICS
+from nnopt.measure.quantity import BYTES, COUNT
 
 COMPRESSOR = "xz (lzma preset 9)"
 
@@ -46,8 +48,6 @@ def peak_forward_bytes(model: nn.Module, example: torch.Tensor) -> int:
     Summed from the profiler's allocation and free events in time order (weights, allocated
     before, are not included).
     """
-    from torch.profiler import ProfilerActivity, profile
-
     model.eval()
     model(example)
     with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU],
@@ -75,7 +75,7 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
-@METRICS.register("params", produces=["params"])
+@METRICS.register("params", produces=["params"], quantity=COUNT)
 def params(m: Measurement) -> dict[str, float]:
     """Number of parameters (zeros included); for an ONNX artifact, its weight initializers."""
     if hasattr(m.model, "param_count"):
@@ -83,7 +83,7 @@ def params(m: Measurement) -> dict[str, float]:
     return {"params": count_params(m.model)}
 
 
-@METRICS.register("nonzero_params", produces=["nonzero_params"])
+@METRICS.register("nonzero_params", produces=["nonzero_params"], quantity=COUNT)
 def nonzero_params(m: Measurement) -> dict[str, float]:
     """Number of parameters that are not exactly zero (PyTorch models)."""
     if is_artifact(m.model):
@@ -91,7 +91,7 @@ def nonzero_params(m: Measurement) -> dict[str, float]:
     return {"nonzero_params": count_nonzero(m.model)}
 
 
-@METRICS.register("size", produces=["size_bytes"])
+@METRICS.register("size", produces=["size_bytes"], quantity=BYTES)
 def size(m: Measurement) -> dict[str, float]:
     """Size in bytes of the stage's saved safetensors file."""
     if m.weights_path is None or not m.weights_path.is_file():
@@ -99,7 +99,7 @@ def size(m: Measurement) -> dict[str, float]:
     return {"size_bytes": m.weights_path.stat().st_size}
 
 
-@METRICS.register("compressed_size", produces=["compressed_size_bytes"])
+@METRICS.register("compressed_size", produces=["compressed_size_bytes"], quantity=BYTES)
 def compressed_size(m: Measurement) -> dict[str, float]:
     """Size in bytes of a real compressed file nnopt decodes back into the model: the Deep
     Compression file (codebooks + Huffman coding) for weight-shared models, else the saved
@@ -115,7 +115,7 @@ def compressed_size(m: Measurement) -> dict[str, float]:
     return {"compressed_size_bytes": len(blob)}
 
 
-@METRICS.register("macs", produces=["macs"])
+@METRICS.register("macs", produces=["macs"], quantity=COUNT)
 def macs(m: Measurement) -> dict[str, float]:
     """Multiply-accumulates for one input, counted by torch.utils.flop_counter (FLOPs / 2)."""
     if is_artifact(m.model):
@@ -123,7 +123,7 @@ def macs(m: Measurement) -> dict[str, float]:
     return {"macs": count_macs(m.model, m.example(1))}
 
 
-@METRICS.register("peak_memory", produces=["peak_memory_bytes"])
+@METRICS.register("peak_memory", produces=["peak_memory_bytes"], quantity=BYTES)
 def peak_memory(m: Measurement) -> dict[str, float]:
     """Weights plus peak activation bytes of one forward pass at the first target's batch size."""
     if is_artifact(m.model):

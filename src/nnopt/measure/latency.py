@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import gc
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from nnopt.core.errors import NnoptError
+from nnopt.core.registry import METRICS
 from nnopt.measure.base import Measurement, is_artifact, is_stochastic, runtime_of
+from nnopt.measure.quantity import MS
 from nnopt.measure.runtimes import export_onnx, onnx_runner, torch_runner, torch_threads
-from nnopt.recipe import Target
-from nnopt.registry import METRICS
+from nnopt.measure.sparse_exec import to_sparse
+from nnopt.measure.target import Target
 
 
 def time_calls(fn: Callable[[], object], *, warmup: int = 10, repeats: int = 50,
@@ -58,8 +63,6 @@ def measure_target(m: Measurement, target: Target) -> dict[str, Any]:
                     export_onnx(m.model, path, m.example(1))
                 fn = onnx_runner(path, example, target.threads)
         elif target.sparse:
-            from nnopt.compress.prune.sparse_exec import to_sparse
-
             fn = torch_runner(to_sparse(m.model), example)
         else:
             fn = torch_runner(m.model, example)
@@ -72,7 +75,7 @@ def measure_target(m: Measurement, target: Target) -> dict[str, Any]:
             **stats}
 
 
-@METRICS.register("latency", produces=["latency_ms/<target>"])
+@METRICS.register("latency", produces=["latency_ms/<target>"], quantity=MS)
 def latency(m: Measurement) -> dict[str, float]:
     """Median latency in ms of one batch on each recipe target (details hold p10/p90, repeats)."""
     out, details = {}, {}
@@ -97,11 +100,6 @@ def latency_probe(data: Any, targets: list[Target], name: str | None
                   ) -> Callable[[Any], float]:
     """A quick median-latency function on the named recipe target, for budget searches
     (20 calls and 0.2 s per model; the stage's own measurement afterwards is the full one)."""
-    import tempfile
-    from pathlib import Path
-
-    from nnopt.errors import NnoptError
-
     target = next((t for t in targets if t.name == name), None)
     if target is None:
         raise NnoptError(f"budget_target '{name}' is not a recipe target; targets: "

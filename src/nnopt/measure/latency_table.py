@@ -18,13 +18,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnopt.errors import NnoptError
-from nnopt.fileio import atomic_write_json
+from nnopt.core.environment import cpu_model
+from nnopt.core.errors import NnoptError
+from nnopt.core.fileio import atomic_write_json
+from nnopt.core.registry import METRICS
 from nnopt.measure.base import Measurement, is_artifact
 from nnopt.measure.latency import time_calls
+from nnopt.measure.quantity import MS
 from nnopt.measure.runtimes import torch_threads
-from nnopt.recipe import Target
-from nnopt.registry import METRICS
+from nnopt.measure.target import Target
 
 _HYPER = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "groups",
           "in_features", "out_features", "num_features", "output_size", "p", "start_dim")
@@ -66,8 +68,6 @@ class LatencyTable:
         if target.runtime != "torch" or target.sparse:
             raise NnoptError(f"target '{target.name}': the latency table times PyTorch "
                              "operators; ONNX Runtime fuses them, so predict only torch targets")
-        from nnopt.environment import cpu_model
-
         self.target = target
         ident = json.dumps([cpu_model(), torch.__version__, target.batch_size, target.threads])
         digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
@@ -119,7 +119,8 @@ class LatencyTable:
         atomic_write_json(self.path, {"identity": self.identity, "ops": self.table})
 
 
-@METRICS.register("predicted_latency", produces=["predicted_latency_ms/<target>"])
+@METRICS.register("predicted_latency", produces=["predicted_latency_ms/<target>"],
+                  quantity=MS)
 def predicted_latency(m: Measurement) -> dict[str, float]:
     """Latency per torch target predicted from the per-operator lookup table (ms)."""
     if is_artifact(m.model):

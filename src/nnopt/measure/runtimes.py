@@ -11,8 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnopt.errors import NnoptError
+from nnopt.core.environment import onnxruntime
+from nnopt.core.errors import NnoptError
 from nnopt.measure.base import check_exportable
+from nnopt.models.artifact import Artifact
 
 RUNTIMES = ("torch", "onnxruntime")
 
@@ -22,8 +24,9 @@ def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor,
     """Export ``model`` to one self-contained ONNX file with a dynamic batch axis."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if hasattr(model, "onnx_bytes"):  # already an ONNX artifact
-        path.write_bytes(model.onnx_bytes)
+    onnx = model.exported_onnx() if isinstance(model, Artifact) else None
+    if onnx is not None:  # already an ONNX artifact
+        path.write_bytes(onnx)
         return path
     check_exportable(model)
     model = model.eval()
@@ -48,8 +51,7 @@ def torch_threads(n: int) -> Iterator[None]:
 
 def ort_session(path: str | Path | bytes, threads: int):  # -> onnxruntime.InferenceSession
     """A CPU session with ``threads`` intra-op threads, from a file or the model's bytes."""
-    import onnxruntime as ort
-
+    ort = onnxruntime()
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1

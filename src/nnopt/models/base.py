@@ -9,8 +9,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from nnopt.recipe import Strict
-from nnopt.registry import MODELS
+from nnopt.core.config import Strict
+from nnopt.core.errors import DataError
+from nnopt.core.registry import MODELS
+from nnopt.data.base import DataSplits
 
 
 class ModelConfig(Strict):
@@ -99,3 +101,18 @@ def flat_features(body: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 
 Act = Field("relu", pattern="^(relu|gelu|tanh|silu)$", description="relu, gelu, tanh or silu")
+
+
+def check_fits(model: nn.Module, data: DataSplits, model_name: str) -> None:
+    """A dry forward on two real inputs: a model/data mismatch fails here with a clear message."""
+    x = data.train.x[:2]
+    try:
+        with torch.no_grad():
+            out = model.eval()(x)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise DataError(f"model '{model_name}' does not fit dataset '{data.name}' (input shape "
+                        f"{tuple(data.input_shape)}): {first}") from None
+    if out.dim() != 2 or out.shape[1] != data.num_classes:
+        raise DataError(f"model '{model_name}' returns shape {tuple(out.shape[1:])} per input but "
+                        f"dataset '{data.name}' has {data.num_classes} classes")

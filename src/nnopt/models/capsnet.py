@@ -18,10 +18,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from nnopt.core.registry import MODELS, TASKS
+from nnopt.core.task import TrainingTask
 from nnopt.models.base import ModelConfig
 from nnopt.models.lenet import _image
-from nnopt.registry import MODELS
-from nnopt.train.task import TrainingTask
 
 
 class CapsNetConfig(ModelConfig):
@@ -157,3 +157,7 @@ class CapsuleTask(TrainingTask):
 def capsnet(cfg: CapsNetConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """Capsule network with dynamic routing; margin + reconstruction loss when trained."""
     return CapsNet(cfg, input_shape, num_classes)
+
+
+# chosen by its step, not by a `task:` block (it needs what the step builds)
+TASKS.add("capsule_margin", CapsuleTask, built_by="the capsnet model (its own loss)")

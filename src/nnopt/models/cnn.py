@@ -7,9 +7,9 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
+from nnopt.core.registry import MODELS
 from nnopt.models.base import Act, ModelConfig, activation, flat_features
 from nnopt.models.lenet import _image
-from nnopt.registry import MODELS
 
 
 class CnnConfig(ModelConfig):

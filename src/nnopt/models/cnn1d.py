@@ -7,8 +7,8 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
+from nnopt.core.registry import MODELS
 from nnopt.models.base import Act, ModelConfig, activation, flat_features
-from nnopt.registry import MODELS
 
 
 class Cnn1dConfig(ModelConfig):

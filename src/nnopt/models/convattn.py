@@ -11,10 +11,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from nnopt.core.registry import MODELS
 from nnopt.models.base import ModelConfig
 from nnopt.models.lenet import _image
 from nnopt.models.vit import Block
-from nnopt.registry import MODELS
 
 
 class ConvAttnConfig(ModelConfig):

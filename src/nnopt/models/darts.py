@@ -15,9 +15,10 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
+from nnopt.core.errors import unknown_choice
+from nnopt.core.registry import MODELS
 from nnopt.models.base import ModelConfig
 from nnopt.models.lenet import _image
-from nnopt.registry import MODELS
 
 
 class Zero(nn.Module):
@@ -165,8 +166,6 @@ class DartsConfig(ModelConfig):
     def _genotype(cls, g: list[tuple[str, int]]) -> list[tuple[str, int]]:
         for op, j in g:
             if op not in OPS or op == "zero":
-                from nnopt.errors import unknown_choice
-
                 raise ValueError(unknown_choice("DARTS operation", op, set(OPS) - {"zero"}))
         for i in range(0, len(g), 2):
             for op, j in g[i:i + 2]:

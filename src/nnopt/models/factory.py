@@ -9,10 +9,11 @@ from typing import Any, Literal
 from pydantic import Field
 from torch import nn
 
-from nnopt.errors import RecipeError, first_line
+from nnopt.core.config import FACTORY
+from nnopt.core.errors import RecipeError, first_line
+from nnopt.core.registry import MODELS
 from nnopt.models.base import ModelConfig
-from nnopt.recipe import FACTORY
-from nnopt.registry import MODELS
+from nnopt.models.saving import load_model
 
 
 class FactoryConfig(ModelConfig):
@@ -69,6 +70,4 @@ def saved(cfg: SavedConfig, input_shape: tuple[int, ...], num_classes: int, *,
           trust: tuple[str, ...] = ()) -> nn.Module:
     """A model nnopt saved before (``models/<stage>`` of a run), reloaded without pickle and
     without running any code the folder names (a factory's model needs the recipe's trust)."""
-    from nnopt.models.saving import load_model
-
     return load_model(cfg.path, trust=trust)

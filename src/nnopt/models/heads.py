@@ -4,7 +4,8 @@ gradient-boosted tree ensemble and a linear SVM with Platt-scaled probabilities.
 Each head maps features to log-probabilities (so softmax gives the classifier's own
 ``predict_proba``, and NLL/ECE are the classifier's), is a plain module with tensors only
 (saved as safetensors, exported to ONNX, timed on the runtimes like any layer), and is built
-empty from its shapes (``build_head``) so a saved model reloads without pickle.
+empty from its shapes (the `build` of its CLASSIFIERS entry) so a saved model reloads without
+pickle.
 """
 
 from __future__ import annotations
@@ -80,17 +81,6 @@ class TreeHead(nn.Module):
         leaf = self.value[rows, node]  # (b, t)
         onehot = nn.functional.one_hot(self.klass, self.baseline.shape[0]).to(x.dtype)
         return (self.baseline + leaf @ onehot).log_softmax(-1)
-
-
-def build_head(kind: str, shape: dict[str, int]) -> nn.Module:
-    """An empty head of the recorded shape (weights come from the saved file)."""
-    if kind == "logistic":
-        return LogisticHead(shape["features"], shape["classes"])
-    if kind == "svm":
-        return SvmHead(shape["features"], shape["classes"], shape["folds"])
-    if kind == "gbdt":
-        return TreeHead(shape["trees"], shape["nodes"], shape["classes"], shape["depth"])
-    raise ValueError(f"unknown head {kind!r}; choose logistic, gbdt or svm")
 
 
 def _t(a: Any, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -6,8 +6,8 @@ from typing import Literal
 
 from torch import nn
 
+from nnopt.core.registry import MODELS
 from nnopt.models.base import Act, ModelConfig, activation, flat_features
-from nnopt.registry import MODELS
 
 
 class Lenet5Config(ModelConfig):

@@ -17,11 +17,13 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from pydantic import Field
+from safetensors.torch import load_file
 from torch import nn
 
-from nnopt.errors import DataError
+from nnopt.core.errors import DataError
+from nnopt.core.extras import require
+from nnopt.core.registry import MODELS
 from nnopt.models.base import ModelConfig
-from nnopt.registry import MODELS
 
 
 def package_dir() -> Path:
@@ -106,8 +108,6 @@ class MiniLM(nn.Module):
 
 def load_minilm() -> MiniLM:
     """The pretrained encoder with its shipped weights (eval mode)."""
-    from safetensors.torch import load_file
-
     folder = package_dir()
     model = MiniLM(json.loads((folder / "config.json").read_text()))
     state = load_file(folder / "model.safetensors")
@@ -123,6 +123,7 @@ def load_minilm() -> MiniLM:
 def tokenize(sentences: list[str], max_length: int = 32) -> torch.Tensor:
     """Token ids padded with 0 to the longest sentence (at most ``max_length``)."""
     try:
+        require("tokenizers", "the MiniLM tokenizer")
         from tokenizers import Tokenizer
     except ImportError:
         raise DataError("MiniLM tokenisation needs the tokenizers package: pip install "

@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
+from nnopt.core.registry import MODELS
 from nnopt.models.base import Act, ModelConfig, activation
-from nnopt.registry import MODELS
 
 
 class MlpConfig(ModelConfig):

@@ -8,9 +8,9 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
+from nnopt.core.registry import MODELS
 from nnopt.models.base import ModelConfig
 from nnopt.models.lenet import _image
-from nnopt.registry import MODELS
 
 
 class ResnetConfig(ModelConfig):

@@ -6,7 +6,7 @@ import hashlib
 import json
 import math
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +17,22 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from nnopt.environment import memory_bytes
-from nnopt.errors import ModelFileError, NnoptError, first_line, unknown_choice
-from nnopt.fileio import atomic_write_bytes, atomic_write_json, read_inside
+from nnopt.core.compute import seed_everything
+from nnopt.core.environment import memory_bytes
+from nnopt.core.errors import ModelFileError, NnoptError, first_line, unknown_choice
+from nnopt.core.fileio import atomic_write_bytes, atomic_write_json, read_inside
+from nnopt.core.registry import FORMATS, HEADS, MODELS, TRANSFORMS
+from nnopt.models.artifact import Artifact
+from nnopt.models.base import build_model
 from nnopt.models.structure import apply_structure, capture_structure, check_structure
-from nnopt.registry import MODELS
 
 WEIGHTS, SPEC = "model.safetensors", "spec.json"
 
-# Module-level rewrites (e.g. QAT wrappers) that a spec lists under "transforms": each kind's
-# function re-applies its rewrite to a freshly built model before the weights are loaded.
-TRANSFORMS: dict[str, Callable[[nn.Module, dict[str, Any]], None]] = {}
+# Module-level rewrites (e.g. QAT wrappers) that a spec lists under "transforms" are registered
+# in TRANSFORMS: each kind's function re-applies its rewrite to a freshly built model before the
+# weights are loaded. Files of other formats (ONNX, torch int8, the entropy-coded .nnc) are read
+# by the loader registered in FORMATS under the spec's "format" (or the file's suffix).
+MODEL_FORMAT = "nnopt-model"
 
 
 def record_int(transform: dict[str, Any], key: str, low: int, high: int,
@@ -38,6 +43,18 @@ def record_int(transform: dict[str, Any], key: str, low: int, high: int,
         raise ValueError(f"transform '{transform.get('kind')}': {key} must be an integer in "
                          f"{low}..{high}, got {str(value)[:30]}")
     return value
+
+
+def head_from_record(record: dict[str, Any], num_classes: int) -> nn.Module:
+    """An unfitted post-hoc calibration head of the kind a spec records ({"method", "size"}),
+    looked up in HEADS (the heads live with calibration; a spec is data, checked first)."""
+    method, size = record.get("method"), record.get("size")
+    if not isinstance(method, str) or method not in HEADS:
+        raise ValueError(f"unknown calibration head {str(method)[:30]!r}")
+    if size is not None and (type(size) is not int or not 1 <= size <= 100_000):
+        raise ValueError(f"calibration head size must be an integer in 1..100000, got "
+                         f"{str(size)[:30]}")
+    return HEADS.get(method).fn(num_classes, *([size] if size is not None else []))
 
 
 def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -51,7 +68,7 @@ def save_model(model: nn.Module, folder: str | Path) -> Path:
     if not isinstance(spec, dict):
         raise NnoptError("only models built by nnopt (with a spec) can be saved")
     folder = Path(folder)
-    if hasattr(model, "save_to"):  # a deployed artifact (e.g. ONNX) saves its own file
+    if isinstance(model, Artifact):  # a deployed artifact (e.g. ONNX) saves its own file
         return model.save_to(folder)
     spec = {k: v for k, v in spec.items() if k != "structure"}
     structure = capture_structure(model, build_from_spec(spec, trust=vouched(spec)))
@@ -61,9 +78,7 @@ def save_model(model: nn.Module, folder: str | Path) -> Path:
     atomic_write_bytes(folder / WEIGHTS, blob)
     atomic_write_json(folder / SPEC, {**spec, "weights_sha256": hashlib.sha256(blob).hexdigest()})
     if spec.get("weight_sharing"):  # also the entropy-coded Deep Compression file
-        from nnopt.compress.cluster.codec import write_encoded
-
-        write_encoded(model, folder)
+        FORMATS.get("nnc").meta["write"](model, folder)
     return folder / WEIGHTS
 
 
@@ -129,8 +144,6 @@ def build_from_spec(spec: dict[str, Any], *, trust: Iterable[str] = (), source: 
 
 
 def _build(spec: dict[str, Any]) -> nn.Module:
-    from nnopt.models.base import build_model
-
     cfg = MODELS.get(spec["model"]["name"]).config.model_validate(spec["model"])
     norm = spec.get("normalize") or {}
     model = build_model(cfg, spec["input_shape"], spec["num_classes"], norm.get("mean"),
@@ -141,7 +154,7 @@ def _build(spec: dict[str, Any]) -> nn.Module:
         kind = transform.get("kind")                # refer to the rewritten modules
         if kind not in TRANSFORMS:
             raise ModelFileError(f"the spec needs transform '{kind}', which this nnopt lacks")
-        TRANSFORMS[kind](model, transform)
+        TRANSFORMS.get(kind).fn(model, transform)
     if spec.get("structure"):
         apply_structure(model, spec["structure"])
     return model
@@ -194,8 +207,6 @@ def fresh_model(model: nn.Module, seed: int, step: str) -> nn.Module:
     """The incoming model's architecture with fresh weights drawn from ``seed`` (ensemble
     members, cross-validation folds); ``step`` names the caller in the error for a model whose
     architecture is no longer the recipe's."""
-    from nnopt.train.fit import seed_everything
-
     spec = model.spec
     if spec.get("structure") or spec.get("transforms"):
         raise NnoptError(f"{step} starts models from fresh weights of the recipe's architecture, "
@@ -217,8 +228,8 @@ def read_spec(folder: str | Path) -> dict[str, Any]:
                                       ModelFileError))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{path} is corrupt: {str(exc)[:120]}") from None
-    if not isinstance(spec, dict) or spec.get("format") not in ("nnopt-model", "nnopt-onnx",
-                                                                "nnopt-torch-int8"):
+    fmt = spec.get("format") if isinstance(spec, dict) else None
+    if not isinstance(fmt, str) or not (fmt == MODEL_FORMAT or fmt in FORMATS):
         raise ModelFileError(f"{path} is not an nnopt model spec")
     return spec
 
@@ -243,19 +254,11 @@ def load_model(folder: str | Path, *, trust: Iterable[str] = ()) -> nn.Module:
     """
     folder = Path(folder)
     trust = tuple(trust)
-    if folder.is_file() and folder.suffix == ".nnc":
-        from nnopt.compress.cluster.codec import load_encoded
-
-        return load_encoded(folder, trust=trust)
+    if folder.is_file() and folder.suffix[1:] in FORMATS:  # a single-file format (.nnc)
+        return FORMATS.get(folder.suffix[1:]).fn(folder, None, trust=trust).eval()
     spec = read_spec(folder)
-    if spec.get("format") == "nnopt-onnx":
-        from nnopt.compress.quantize.onnx_model import load_onnx_model
-
-        return load_onnx_model(folder, spec)
-    if spec.get("format") == "nnopt-torch-int8":
-        from nnopt.compress.quantize.torch_int8 import load_torch_int8
-
-        return load_torch_int8(folder, spec, trust=trust).eval()
+    if spec["format"] != MODEL_FORMAT:  # a deployed artifact: its format's loader reads it
+        return FORMATS.get(spec["format"]).fn(folder, spec, trust=trust).eval()
     blob = read_checked(folder, WEIGHTS, spec)
     path = folder / WEIGHTS
     try:

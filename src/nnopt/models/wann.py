@@ -16,8 +16,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from nnopt.core.registry import MODELS
 from nnopt.models.base import ModelConfig
-from nnopt.registry import MODELS
 
 ACTIVATIONS = {  # the paper's set
     "linear": lambda z: z,

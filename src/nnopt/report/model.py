@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nnopt.errors import NnoptError, first_line
-from nnopt.fileio import read_inside
+from nnopt.core.errors import NnoptError, first_line
+from nnopt.core.fileio import read_inside
 
 RESULTS = "results.json"
 MAX_RESULTS_BYTES = 256 * 2 ** 20

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from nnopt.fileio import atomic_write_bytes  # noqa: E402
+from nnopt.core.fileio import atomic_write_bytes
+from nnopt.measure.quantity import axis
 
 
 @dataclass
@@ -36,12 +35,18 @@ def pareto_front(xs: Sequence[float], ys: Sequence[float]) -> list[int]:
     return front
 
 
-def _save(fig: Any, path: Path) -> Path:
-    import io
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None,
+             **kw: Any) -> tuple[Figure, Any]:
+    """A figure and its axes like ``pyplot.subplots``, without pyplot: nnopt never switches
+    matplotlib's backend or keeps figures in pyplot's state (a notebook's plots are left
+    alone); the figure is drawn by the Agg canvas when saved."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kw)
 
+
+def _save(fig: Any, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return path
 
@@ -71,7 +76,7 @@ def accuracy_vs_latency(points: list[Point], targets: list[str], path: Path) -> 
     keys = [t for t in targets if any(f"latency_ms/{t}" in p.metrics for p in points)]
     if not keys or not any("accuracy" in p.metrics for p in points):
         return None
-    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.8), squeeze=False)
+    fig, axes = subplots(1, len(keys), figsize=(5 * len(keys), 3.8), squeeze=False)
     for ax, t in zip(axes[0], keys):
         _scatter(ax, points, f"latency_ms/{t}", "accuracy", f"latency on '{t}' (ms, median)")
         ax.set_title(f"accuracy vs latency: {t}")
@@ -84,7 +89,7 @@ def accuracy_vs_size(points: list[Point], path: Path) -> Path | None:
             if any(k in p.metrics for p in points)]
     if not keys or not any("accuracy" in p.metrics for p in points):
         return None
-    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.8), squeeze=False)
+    fig, axes = subplots(1, len(keys), figsize=(5 * len(keys), 3.8), squeeze=False)
     for ax, k in zip(axes[0], keys):
         _scatter(ax, points, k, "accuracy", f"{k.replace('_bytes', '')} (KiB)", xscale=1024)
         ax.set_title(f"accuracy vs {k.replace('_bytes', '').replace('_', ' ')}")
@@ -96,7 +101,7 @@ def training_curves(points: list[Point], path: Path) -> Path | None:
     trained = [p for p in points if p.history]
     if not trained:
         return None
-    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax_l, ax_a) = subplots(1, 2, figsize=(10, 3.8))
     for p in trained:
         ep = [h["epoch"] for h in p.history]
         ax_l.plot(ep, [h["train_loss"] for h in p.history], marker=".", label=f"{p.label}: train")
@@ -121,16 +126,6 @@ def training_curves(points: list[Point], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def _unit(name: str) -> tuple[float, str]:
-    if name == "accuracy" or name.startswith(("accuracy/", "robust_accuracy/")):
-        return 100.0, "%"
-    if name.endswith("_bytes"):
-        return 1 / 1024, "KiB"
-    if name.startswith("latency_ms/"):
-        return 1.0, "ms"
-    return 1.0, ""
-
-
 def sweep_curves(xs: list[Any], series: dict[str, list[float | None]], xlabel: str,
                  path: Path) -> Path | None:
     """One small panel per metric: the metric against the swept value."""
@@ -141,12 +136,12 @@ def sweep_curves(xs: list[Any], series: dict[str, list[float | None]], xlabel: s
     n = len(series)
     cols = min(3, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
     pos = xs if numeric else list(range(len(xs)))
     for ax, (name, ys) in zip(axes.flat, series.items()):
         keep = [(x, y) for x, y in zip(pos, ys) if y is not None]
-        scale, unit = _unit(name)
+        scale, unit = axis(name)
         ax.plot([k[0] for k in keep], [k[1] * scale for k in keep], marker="o")
         ax.set_title(f"{name} ({unit})" if unit else name, fontsize=9)
         ax.set_xlabel(xlabel, fontsize=8)

@@ -4,76 +4,39 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
-from nnopt.fileio import atomic_write_json, atomic_write_text
+from nnopt.core.fileio import atomic_write_json, atomic_write_text
+from nnopt.core.registry import SECTIONS
+from nnopt.measure.quantity import change, fmt, order  # noqa: F401  (fmt, change: for sections)
 from nnopt.report import plots
 from nnopt.report.model import RESULTS, Report, StageRecord
 
-ORDER = ["accuracy", "nll", "ece", "params", "nonzero_params", "size_bytes",
-         "compressed_size_bytes", "macs", "peak_memory_bytes"]
-LOWER_IS_BETTER = ("nll", "params", "nonzero_params", "size_bytes", "compressed_size_bytes",
-                   "macs", "peak_memory_bytes", "latency_ms/", "ece", "brier")
-
-
-def fmt(name: str, value: Any) -> str:
-    """A metric value as a person reads it."""
-    if value is None:
-        return "-"
-    if name in ("accuracy",) or name.startswith(("accuracy/", "robust_accuracy/")):
-        return f"{100 * value:.2f}%"
-    if name.endswith("_bytes"):
-        for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
-            if abs(value) >= scale:
-                return f"{value / scale:.2f} {unit}"
-        return f"{value:.0f} B"
-    if name in ("params", "nonzero_params", "macs"):
-        for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-            if abs(value) >= scale:
-                return f"{value / scale:.2f}{unit}"
-        return f"{value:.0f}"
-    if name.startswith("latency_ms/"):
-        return f"{value:.3f} ms"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
 
 def metric_columns(rows: list[dict[str, float]]) -> list[str]:
-    names = {k for r in rows for k in r}
-    lat = sorted(k for k in names if k.startswith("latency_ms/"))
-    rest = sorted(names - set(ORDER) - set(lat))
-    return [k for k in ORDER if k in names] + lat + rest
-
-
-def change(name: str, new: float, ref: float) -> str:
-    """The change from ``ref`` to ``new``: points for accuracy, a ratio for costs."""
-    if name == "accuracy" or name.startswith(("accuracy/", "robust_accuracy/")):
-        return f"{100 * (new - ref):+.2f} pt"
-    if ref == 0 or new == 0:
-        return "-"
-    if name.startswith(LOWER_IS_BETTER):
-        better, worse = (("faster", "slower") if name.startswith("latency_ms/")
-                         else ("smaller", "larger"))
-        ratio = ref / new
-        return f"{ratio:.2f}x {better}" if ratio >= 1 else f"{1 / ratio:.2f}x {worse}"
-    return f"{new / ref:.3g}x"
+    """The metric columns of a table, in the order of the metrics that produce them."""
+    return order({k for r in rows for k in r})
 
 
 # -- sections that techniques add -------------------------------------------------------------
 
 Section = Callable[["Doc", list[str], list[StageRecord], Path], None]
-SECTIONS: list[Section] = []
 
 
 def register_section(fn: Section) -> Section:
-    """Add a report section: ``fn(doc, labels, stage_records, figure_dir)`` renders what it finds
-    in the stages' details (and nothing when they hold none of its data)."""
-    SECTIONS.append(fn)
+    """Register a report section in SECTIONS: ``fn(doc, labels, stage_records, figure_dir)``
+    renders what it finds in the stages' details (and nothing when they hold none of its
+    data). Sections render in registration order: the manifest's, then plugins'."""
+    SECTIONS.add(f"{fn.__module__.removeprefix('nnopt.')}:{fn.__name__}", fn)
     return fn
+
+
+def _sections(doc: Doc, labels: list[str], records: list[StageRecord], fig_dir: Path) -> None:
+    for entry in SECTIONS.in_order():
+        entry.fn(doc, labels, records, fig_dir)
 
 
 def _warnings(doc: Doc, labels: list[str], records: list[StageRecord]) -> None:
@@ -227,8 +190,7 @@ def write_report(report: Report, folder: str | Path) -> None:
     _warnings(doc, labels, report.stages)
     _latency_table(doc, labels, report.stages)
     _training(doc, labels, report.stages)
-    for section in SECTIONS:
-        section(doc, labels, report.stages, folder / "figures")
+    _sections(doc, labels, report.stages, folder / "figures")
     points = [plots.Point(s.name, s.metrics, s.details.get("history")) for s in report.stages]
     targets = [t["name"] for t in report.recipe.get("targets", [])]
     figures(doc, points, targets, folder / "figures")
@@ -276,8 +238,7 @@ def write_comparison(reports: list[tuple[str, Report]], folder: str | Path) -> N
     _warnings(doc, labels, [s for _, s in recs])
     _latency_table(doc, labels, [s for _, s in recs])
     _training(doc, labels, [s for _, s in recs])
-    for section in SECTIONS:
-        section(doc, labels, [s for _, s in recs], folder / "figures")
+    _sections(doc, labels, [s for _, s in recs], folder / "figures")
     points = [plots.Point(lab, s.metrics, s.details.get("history")) for lab, s in recs]
     targets = sorted({t["name"] for _, r in reports for t in r.recipe.get("targets", [])})
     figures(doc, points, targets, folder / "figures")

@@ -14,13 +14,16 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
+from tqdm import tqdm
 
 from nnopt.context import RunContext
-from nnopt.errors import NnoptError, TrainingError
+from nnopt.core.config import BatchSize, Epochs, Strict
+from nnopt.core.errors import NnoptError, TrainingError, unknown_choice
+from nnopt.core.registry import STEPS
+from nnopt.models import build_model
+from nnopt.models.base import Normalize
 from nnopt.models.darts import OPS, CellNetwork, DartsConfig
-from nnopt.recipe import BatchSize, Epochs, Strict
-from nnopt.registry import STEPS
-from nnopt.train.fit import TrainConfig, batches, fit
+from nnopt.train.fit import TrainConfig, batches
 
 
 class MixedOp(nn.Module):
@@ -104,8 +107,6 @@ class DartsSearchConfig(Strict):
     @field_validator("ops")
     @classmethod
     def _ops(cls, ops: list[str]) -> list[str]:
-        from nnopt.errors import unknown_choice
-
         for o in ops:
             if o not in OPS:
                 raise ValueError(unknown_choice("DARTS operation", o, OPS))
@@ -175,8 +176,6 @@ def search(cfg: DartsSearchConfig, ctx: RunContext) -> tuple[Supernet, list[dict
 
 
 def _normalize(data: Any) -> nn.Module:
-    from nnopt.models.base import Normalize
-
     if data.mean and data.std:
         return Normalize(data.mean, data.std, len(data.input_shape) - 1)
     return nn.Identity()
@@ -185,8 +184,6 @@ def _normalize(data: Any) -> nn.Module:
 def _bar(ctx: RunContext, total: int) -> Any:
     if not ctx.progress:
         return None
-    from tqdm import tqdm
-
     return tqdm(total=total, desc=f"{ctx.stage} search", leave=False)
 
 
@@ -196,17 +193,12 @@ def _bar(ctx: RunContext, total: int) -> Any:
                       "retrain": {"epochs": 1, "batch_size": 16}})
 def darts_step(model: nn.Module, cfg: DartsSearchConfig, ctx: RunContext) -> nn.Module:
     """Differentiable architecture search on a cell space; the derived network retrained."""
-    from nnopt.models import build_model
-
     net, history = search(cfg, ctx)
     genotype = net.genotype()
     derived = DartsConfig(channels=cfg.channels, cells=cfg.cells, nodes=cfg.nodes, **genotype)
     out = build_model(derived, ctx.data.input_shape, ctx.data.num_classes, ctx.data.mean,
                       ctx.data.std)
-    state = fit(out, ctx.data.train, config=cfg.retrain, val=ctx.data.val,
-                callbacks=ctx.callbacks(out), stage=ctx.stage, seed=ctx.seed)
-    ctx.record("history", state.history)
-    ctx.record("training", state.notes)
+    ctx.fit(out, cfg.retrain)
     ctx.record("darts", {"ops": cfg.ops, "genotype": genotype, "search": history,
                          "search_examples": min(cfg.limit or len(ctx.data.train),
                                                 len(ctx.data.train)),

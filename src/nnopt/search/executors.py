@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
-from nnopt.errors import unknown_choice
+from nnopt.core.registry import EXECUTORS
+from nnopt.search.ray_executor import RayExecutor
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -33,19 +34,16 @@ class LocalExecutor:
             yield i, fn(job)
 
 
-def _ray(**options: Any) -> Executor:
-    from nnopt.search.ray_executor import RayExecutor
+EXECUTORS.add("local", LocalExecutor)
 
+
+@EXECUTORS.register("ray")
+def _ray(**options: Any) -> Executor:
+    """On a Ray cluster (a local one by default): trials and variants run in parallel."""
     return RayExecutor(**options)
 
 
-EXECUTORS: dict[str, Callable[..., Any]] = {"local": LocalExecutor, "ray": _ray}
-
-
 def get_executor(name: str, **options: Any) -> Executor:
-    """The executor registered as ``name``; an unknown name lists the valid ones."""
-    from nnopt.errors import NnoptError
-
-    if name not in EXECUTORS:
-        raise NnoptError(unknown_choice("executor", name, EXECUTORS))
-    return EXECUTORS[name](**options)
+    """The executor registered as ``name``; an unknown name lists the valid ones (as a
+    RecipeError: the name came from the user)."""
+    return EXECUTORS.get(name).fn(**options)

@@ -13,19 +13,27 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from torch import nn
+from tqdm import tqdm
 
 from nnopt.context import RunContext
-from nnopt.errors import NnoptError
-from nnopt.recipe import Strict
-from nnopt.registry import STEPS
+from nnopt.core.config import Strict
+from nnopt.core.errors import NnoptError, unknown_choice
+from nnopt.core.registry import STEPS, STRATEGIES
+from nnopt.models import build_model
 from nnopt.search.executors import Executor, get_executor
 from nnopt.search.pareto import pareto_front
 from nnopt.search.space import MacroSpace
-from nnopt.search.strategies import STRATEGIES, make_strategy
-from nnopt.search.trial import (TrialJob, TrialResult, TrialStore, direction, evaluate_trial,
-                                metric_for, share_data)
-from nnopt.train.fit import TrainConfig, fit
-
+from nnopt.search.strategies import make_strategy
+from nnopt.search.trial import (
+    TrialJob,
+    TrialResult,
+    TrialStore,
+    direction,
+    evaluate_trial,
+    metric_for,
+    share_data,
+)
+from nnopt.train.fit import TrainConfig, evaluate
 
 REFERENCE = -1  # the trial number of the reference model
 
@@ -86,9 +94,7 @@ class NasConfig(Strict):
     @classmethod
     def _known(cls, v: str) -> str:
         if v not in STRATEGIES:
-            from nnopt.errors import unknown_choice
-
-            raise ValueError(unknown_choice("search strategy", v, STRATEGIES))
+            raise ValueError(unknown_choice("search strategy", v, STRATEGIES.names()))
         return v
 
 
@@ -255,8 +261,6 @@ def _store(cfg: NasConfig, ctx: RunContext) -> Path | None:
                       "retrain": {"epochs": 1, "batch_size": 16}})
 def nas(model: nn.Module, cfg: NasConfig, ctx: RunContext) -> nn.Module:
     """Search architectures of a model family for the objectives; retrain the pick."""
-    from nnopt.models import build_model
-
     store = _store(cfg, ctx)
     bar = _TrialBar(ctx.stage, cfg.trials) if ctx.progress else None
     try:
@@ -271,8 +275,7 @@ def nas(model: nn.Module, cfg: NasConfig, ctx: RunContext) -> nn.Module:
         net = build_model(cfg.space.config(cand.arch), ctx.data.input_shape,
                           ctx.data.num_classes, ctx.data.mean, ctx.data.std)
         name = ctx.stage if cfg.finalists == 1 else f"{ctx.stage} finalist {rank + 1}"
-        st = fit(net, ctx.data.train, config=cfg.retrain, val=ctx.data.val,
-                 callbacks=ctx.callbacks(net), stage=name, seed=ctx.seed)
+        st = ctx.fit(net, cfg.retrain, stage=name, record="none")
         finals.append((cand, net, st))
     # finalists are compared on the validation split: the test split stays unseen
     scores = [_validation(net, ctx) for _, net, _ in finals] if len(finals) > 1 else [None]
@@ -307,8 +310,6 @@ def nas(model: nn.Module, cfg: NasConfig, ctx: RunContext) -> nn.Module:
 
 def _validation(model: nn.Module, ctx: RunContext) -> float:
     """A retrained finalist's validation accuracy."""
-    from nnopt.train.fit import evaluate
-
     if not len(ctx.data.val):
         raise NnoptError("nas finalists are compared on the validation split, and the data "
                          "has none: set data.val_fraction > 0 or finalists: 1")
@@ -319,8 +320,6 @@ class _TrialBar:
     """The CLI's progress bar over trials (``progress(done, total)``)."""
 
     def __init__(self, stage: str, total: int) -> None:
-        from tqdm import tqdm
-
         self.bar = tqdm(total=total, desc=f"{stage} trials", leave=False)
 
     def __call__(self, done: int, total: int) -> None:

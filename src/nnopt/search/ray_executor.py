@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-from nnopt.errors import NnoptError
+from nnopt.core.errors import NnoptError
+from nnopt.core.extras import require
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -21,10 +22,7 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None,
                  cpus_per_job: float = 1.0) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise NnoptError("the ray executor needs Ray: pip install 'ray>=2.40'") from None
+        ray = require("ray", "the ray executor")
         self.ray, self.cpus_per_job = ray, cpus_per_job
         self.started = not ray.is_initialized()
         if self.started:

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
-
+from nnopt.report import plots
 from nnopt.report.model import StageRecord
 from nnopt.report.plots import _save
 from nnopt.report.render import Doc, fmt, register_section
@@ -34,7 +33,7 @@ def _front_figure(doc: Doc, lab: str, s: dict[str, Any], figs: Path) -> None:
     pts = [p for p in pts if p[0] is not None and p[1] is not None]
     if not pts:
         return
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plots.subplots(figsize=(6, 4))
     ax.scatter([p[0] for p in pts], [_value(oy, p[1]) for p in pts], s=18, color="tab:gray",
                alpha=0.7, label="trial", zorder=2)
     front = sorted((p for p in pts if p[2] in s["front"]), key=lambda p: p[0])
@@ -72,7 +71,7 @@ def _history_figure(doc: Doc, lab: str, s: dict[str, Any], figs: Path) -> None:
         best.append(_value(o, run))
     if not xs:
         return
-    fig, ax = plt.subplots(figsize=(6, 3.4))
+    fig, ax = plots.subplots(figsize=(6, 3.4))
     ax.scatter(xs, ys, s=14, color="tab:gray", label="trial")
     ax.plot(xs, best, color="tab:blue", drawstyle="steps-post", label="best so far")
     ax.set(xlabel="trial", ylabel=_label(o), title=f"{lab}: search history")
@@ -149,7 +148,7 @@ def search_section(doc: Doc, labels: list[str], records: list[StageRecord], figs
 
 def _alpha_figure(doc: Doc, lab: str, d: dict[str, Any], figs: Path) -> None:
     last = d["search"][-1]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 0.35 * len(last["alpha_normal"]) + 1.6))
+    fig, axes = plots.subplots(1, 2, figsize=(10, 0.35 * len(last["alpha_normal"]) + 1.6))
     for ax, kind in zip(axes, ("normal", "reduce")):
         w = last[f"alpha_{kind}"]
         im = ax.imshow(w, cmap="viridis", aspect="auto")  # colours span this cell's range

@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from nnopt.errors import RecipeError, unknown_choice
-from nnopt.recipe import Strict
-from nnopt.registry import MODELS
+from nnopt.core.config import Strict
+from nnopt.core.errors import RecipeError, unknown_choice
+from nnopt.core.registry import MODELS
 
 FAMILIES = ("cnn", "resnet", "cnn1d")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -15,8 +16,17 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from nnopt.core.compute import seed_everything
+from nnopt.core.environment import environment
+from nnopt.core.errors import NnoptError, RecipeError, unknown_choice
+from nnopt.core.fileio import atomic_write_text
+from nnopt.core.registry import DATASETS, METRICS, MODELS
+from nnopt.data import load_data
 from nnopt.data.base import DataSplits
-from nnopt.errors import NnoptError, RecipeError
+from nnopt.measure import Measurement, measure
+from nnopt.measure.target import Target
+from nnopt.models import build_model
+from nnopt.train.fit import TrainConfig, fit
 
 MAXIMISED = ("accuracy", "knn_accuracy", "robust_accuracy/", "clean_accuracy", "accuracy_")
 
@@ -28,16 +38,12 @@ def direction(objective: str) -> str:
 
 def metric_for(objective: str) -> str:
     """The registered metric that produces ``objective`` (e.g. latency for latency_ms/edge)."""
-    from nnopt.registry import METRICS
-
     names = []
     for entry in METRICS.entries():
         for pattern in entry.meta.get("produces", [entry.name]):
             names.append(pattern)
             if re.fullmatch(re.sub(r"<[^>]+>", "[^/]+", re.escape(pattern)), objective):
                 return entry.name
-    from nnopt.errors import unknown_choice
-
     raise RecipeError(unknown_choice("objective", objective, names))
 
 
@@ -85,9 +91,6 @@ def share_data(cfg: dict[str, Any], data: DataSplits) -> None:
 def _load(cfg: dict[str, Any]) -> DataSplits:
     key = data_key(cfg)
     if key not in _DATA:
-        from nnopt.data import load_data
-        from nnopt.registry import DATASETS
-
         entry = DATASETS.get(cfg["name"])
         assert entry.config is not None
         _DATA[key] = load_data(entry.config(**cfg))
@@ -96,8 +99,6 @@ def _load(cfg: dict[str, Any]) -> DataSplits:
 
 @cache
 def _environment() -> dict[str, Any]:
-    from nnopt.environment import environment
-
     env = environment()
     return {k: env[k] for k in ("python", "torch", "onnxruntime", "cpu", "cpu_count", "gpu")}
 
@@ -120,14 +121,6 @@ def evaluate_trial(job: TrialJob) -> TrialResult:
 
 
 def _evaluate(job: TrialJob) -> tuple[dict[str, float], dict[str, Any]]:
-    import tempfile
-
-    from nnopt.measure import Measurement, measure
-    from nnopt.models import build_model
-    from nnopt.recipe import Target
-    from nnopt.registry import METRICS, MODELS
-    from nnopt.train.fit import TrainConfig, fit, seed_everything
-
     data = _load(job.data)
     cls = MODELS.get(job.family).config
     assert cls is not None
@@ -182,8 +175,6 @@ class TrialStore:
 
     def start(self, keep: list[TrialResult]) -> None:
         """Begin the file afresh with the header and the kept trials (drops a cut last line)."""
-        from nnopt.fileio import atomic_write_text
-
         self.folder.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"settings": self.settings}) + "\n"
         text += "".join(json.dumps(asdict(t)) + "\n" for t in keep)

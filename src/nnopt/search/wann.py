@@ -20,12 +20,14 @@ from typing import Any
 import torch
 from pydantic import Field, field_validator
 from torch import nn
+from tqdm import tqdm
 
 from nnopt.context import RunContext
-from nnopt.errors import NnoptError
-from nnopt.models.wann import ACTIVATIONS, WannConfig, position
-from nnopt.recipe import Strict
-from nnopt.registry import STEPS
+from nnopt.core.config import Strict
+from nnopt.core.errors import NnoptError
+from nnopt.core.registry import STEPS
+from nnopt.models import build_model
+from nnopt.models.wann import ACTIVATIONS, Wann, WannConfig, position
 from nnopt.search.pareto import pareto_ranks
 
 
@@ -161,8 +163,6 @@ def random_topology(n_in: int, n_out: int, hidden: int, connections: int,
 def sweep_accuracy(genome_or_cfg: Genome | WannConfig, x: torch.Tensor, y: torch.Tensor,
                    weights: list[float], num_classes: int) -> list[float]:
     """Accuracy at each shared-weight value (all values in one batch)."""
-    from nnopt.models.wann import Wann
-
     cfg = genome_or_cfg.config() if isinstance(genome_or_cfg, Genome) else genome_or_cfg
     net = Wann(cfg, tuple(x.shape[1:]), num_classes)
     w = torch.tensor(weights, dtype=x.dtype).repeat_interleave(len(x))
@@ -227,8 +227,6 @@ def _grid(n: int) -> list[float]:
                       "random_topologies": 1})
 def wann_step(model: nn.Module, cfg: WannSearchConfig, ctx: RunContext) -> nn.Module:
     """Search a weight-agnostic topology; tune its shared weight; the network is the model."""
-    from nnopt.models import build_model
-
     data = ctx.data
     if data.train.x.dtype not in (torch.float32, torch.float64):
         raise NnoptError("wann searches networks on numeric features; this data's inputs are "
@@ -240,8 +238,6 @@ def wann_step(model: nn.Module, cfg: WannSearchConfig, ctx: RunContext) -> nn.Mo
         x, y = norm(fitness.x.float()), fitness.y
     bar = None
     if ctx.progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=cfg.generations, desc=f"{ctx.stage} generations", leave=False)
     try:
         found, history = evolve(cfg, x, y, data.num_classes, ctx.seed, bar)

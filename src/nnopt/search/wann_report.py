@@ -7,9 +7,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
+import matplotlib
 
 from nnopt.models.wann import ACTIVATIONS
+from nnopt.report import plots
 from nnopt.report.model import StageRecord
 from nnopt.report.plots import _save
 from nnopt.report.render import Doc, register_section
@@ -21,7 +22,7 @@ def _mean(xs: list[float]) -> float:
 
 def _sweep_figure(doc: Doc, lab: str, w: dict[str, Any], figs: Path) -> None:
     c = w["test_curve"]
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plots.subplots(figsize=(6, 3.6))
     ax.plot(c["weights"], [100 * a for a in c["found"]], marker=".", color="tab:red",
             label="found topology")
     rand = [[100 * a for a in r] for r in c["random"]]
@@ -43,7 +44,7 @@ def _sweep_figure(doc: Doc, lab: str, w: dict[str, Any], figs: Path) -> None:
 
 def _history_figure(doc: Doc, lab: str, w: dict[str, Any], figs: Path) -> None:
     h = w["generations"]
-    fig, ax = plt.subplots(figsize=(6, 3.4))
+    fig, ax = plots.subplots(figsize=(6, 3.4))
     gens = [g["generation"] for g in h]
     ax.plot(gens, [100 * g["best_mean_accuracy"] for g in h], label="best mean accuracy")
     ax.plot(gens, [100 * g["median_mean_accuracy"] for g in h], label="median")
@@ -88,8 +89,8 @@ def _diagram(doc: Doc, lab: str, w: dict[str, Any], figs: Path) -> None:
             pos[n] = (float(d), 1 - (i + 0.5) / len(names))
     acts = {f"h{n['id']}": n["activation"] for n in g["hidden"]}
     acts |= {f"o{k}": a for k, a in enumerate(g["output_activations"])}
-    palette = dict(zip(ACTIVATIONS, plt.get_cmap("tab10").colors))
-    fig, ax = plt.subplots(figsize=(8, 6))
+    palette = dict(zip(ACTIVATIONS, matplotlib.colormaps["tab10"].colors))
+    fig, ax = plots.subplots(figsize=(8, 6))
     for s, d in g["connections"]:
         (x0, y0), (x1, y1) = pos[s], pos[d]
         ax.plot([x0, x1], [y0, y1], color="black", lw=0.4, alpha=0.35, zorder=1)

@@ -1,8 +1,8 @@
 """Training: one fit() with TrainingTask (the loss) and Callbacks (events)."""
 
-from nnopt.train import clean_labels, noisy_report, step  # noqa: F401  (registration)
+from nnopt.core.compute import predict, seed_everything
 from nnopt.train.callbacks import BestCheckpoint, Callback, EarlyStopping, FitState, ProgressBar
-from nnopt.train.fit import TrainConfig, evaluate, fit, predict, seed_everything
+from nnopt.train.fit import TrainConfig, evaluate, fit
 from nnopt.train.task import ClassificationTask, TrainingTask
 
 __all__ = ["BestCheckpoint", "Callback", "ClassificationTask", "EarlyStopping", "FitState",

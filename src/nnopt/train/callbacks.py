@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 
 @dataclass
@@ -95,10 +97,6 @@ class ProgressBar(Callback):
         self.bar: Any = None
 
     def on_epoch_start(self, state: FitState) -> None:
-        import sys
-
-        from tqdm.auto import tqdm
-
         tty = sys.stderr.isatty()  # in a log file, a line every 30 s instead of 10 a second
         self.bar = tqdm(total=state.batches_per_epoch, leave=True, dynamic_ncols=True,
                         mininterval=0.2 if tty else 30.0,

@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from torch import nn
 
+from nnopt.core.compute import predict, seed_everything  # noqa: F401
+from nnopt.core.config import BatchSize, Epochs, Strict
+from nnopt.core.errors import TrainingError, unknown_choice
+from nnopt.core.registry import TASKS
+from nnopt.core.task import TrainingTask
 from nnopt.data.base import Split
-from nnopt.errors import TrainingError
-from nnopt.recipe import BatchSize, Epochs, Strict
-from nnopt.train.adversarial import AdversarialConfig, AdversarialTask
 from nnopt.train.callbacks import BestCheckpoint, Callback, EarlyStopping, FitState
-from nnopt.train.coteaching import CoteachingConfig, CoteachingTask
-from nnopt.train.elr import ElrConfig, ElrTask
-from nnopt.train.losses import LossConfig
-from nnopt.train.task import ClassificationTask, TrainingTask
+from nnopt.train.task import ClassifyConfig, TaskSetting
 
 
 class TrainConfig(Strict):
@@ -39,7 +36,6 @@ class TrainConfig(Strict):
     warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up before the schedule")
     step_size: int = Field(10, ge=1, description="epochs between lr drops (schedule: step)")
     gamma: float = Field(0.1, gt=0, le=1, description="lr factor per drop (schedule: step)")
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
     grad_clip: float | None = Field(None, gt=0, description="max gradient norm")
     select_best: bool = Field(True, description="restore the weights of the best validation epoch")
     early_stopping: int | None = Field(None, ge=1, description="patience in epochs (off if unset)")
@@ -50,46 +46,54 @@ class TrainConfig(Strict):
     channels_last: bool = Field(False, description="train convolutions in channels-last "
                                 "memory format (faster on CPUs, above all with bf16); the "
                                 "weights return to the default format after training")
-    adversarial: AdversarialConfig | None = Field(None, description="train on adversarial "
-                                                  "examples: PGD-AT or TRADES")
-    loss: LossConfig = Field(default_factory=LossConfig, description="the classification "
-                             "loss: ce, or a noise-robust gce, sce, bootstrap_soft/hard")
-    mixup: float | None = Field(None, gt=0, description="mixup with Beta(a, a) mixing weights")
-    coteaching: CoteachingConfig | None = Field(None, description="train a peer network and "
-                                                "exchange small-loss examples (noisy labels)")
-    elr: ElrConfig | None = Field(None, description="early-learning regularisation towards each "
-                                  "example's running-average prediction (noisy labels)")
+    task: Any = Field(default_factory=lambda: ClassifyConfig(), description="the training "
+                      "objective, a registered task with its own options: classify (cross-entropy"
+                      " or a noise-robust loss, label smoothing, mixup), adversarial (PGD-AT, "
+                      "TRADES), coteaching, elr; see `nnopt list tasks`")
 
-    @model_validator(mode="after")
-    def _smoothing_with_ce(self) -> TrainConfig:
-        if self.label_smoothing and self.loss.name != "ce":
-            raise ValueError(f"label_smoothing applies to the ce loss, not to {self.loss.name}")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, raw: Any) -> Any:
+        """Fields that became a task's options: say where they went."""
+        if isinstance(raw, dict):
+            for key, task in MOVED_TO_TASK.items():
+                if key in raw:
+                    where = (f"task: {{name: {task}, ...}}" if key == task
+                             else f"task: {{name: {task}, {key}: ...}}")
+                    raise ValueError(f"'{key}' is now an option of the training task: write "
+                                     f"{where}")
+        return raw
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task(cls, raw: Any) -> Any:
+        return task_config(raw)
+
+
+# TrainConfig fields of nnopt before the task block, and the task that took each over
+MOVED_TO_TASK = {"adversarial": "adversarial", "coteaching": "coteaching", "elr": "elr",
+                 "loss": "classify", "mixup": "classify", "label_smoothing": "classify"}
+
+
+def task_config(raw: Any) -> BaseModel:
+    """A task block validated against its registered config (``{name: ..., **options}``)."""
+    if isinstance(raw, BaseModel):
+        return raw
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise ValueError(f"task needs a 'name'; registered tasks: {', '.join(TASKS.names())}")
+    if raw["name"] not in TASKS:  # a ValueError, so that pydantic gives it the recipe's line
+        raise ValueError(unknown_choice("task", raw["name"], TASKS.names()))
+    entry = TASKS.get(raw["name"])
+    if entry.config is None:
+        raise ValueError(f"task '{raw['name']}' is built by {entry.meta.get('built_by', 'its step')}"
+                         " and cannot be chosen in a task block")
+    return entry.config.model_validate(raw)
 
 
 def objective(cfg: TrainConfig) -> str:
-    """A short name of what a TrainConfig optimises (for reports): the loss and its options."""
-    if cfg.coteaching is not None:
-        return f"co-teaching (forget {cfg.coteaching.forget_rate:g})"
-    if cfg.elr is not None:
-        return f"ELR (lambda {cfg.elr.lam:g}, beta {cfg.elr.beta:g})"
-    if cfg.adversarial is not None:
-        return f"{cfg.adversarial.method} (eps {cfg.adversarial.eps:g})"
-    parts = [cfg.loss.name.replace("_", " ") if cfg.loss.name != "ce" else "cross-entropy"]
-    if cfg.loss.name == "gce":
-        parts[0] += f" q={cfg.loss.q:g}"
-    if cfg.label_smoothing:
-        parts.append(f"label smoothing {cfg.label_smoothing:g}")
-    if cfg.mixup:
-        parts.append(f"mixup {cfg.mixup:g}")
-    return " + ".join(parts)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and PyTorch so that a run repeats exactly on the same machine."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    """A short name of what a TrainConfig optimises (for reports): the task and its options."""
+    describe = getattr(cfg.task, "describe", None)
+    return describe() if callable(describe) else str(getattr(cfg.task, "name", "task"))
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
@@ -99,17 +103,6 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None) -> Itera
         idx = order[i:i + batch_size]
         if len(idx) > 1 or n == 1:
             yield idx
-
-
-@torch.inference_mode()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Logits of ``model`` in eval mode for all of ``x``; the model's mode is restored."""
-    was_training = model.training
-    model.eval()
-    try:
-        return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-    finally:
-        model.train(was_training)
 
 
 def evaluate(model: nn.Module, split: Split, batch_size: int = 1000) -> dict[str, float]:
@@ -183,36 +176,40 @@ def fit(model: nn.Module, train: Split, *, config: TrainConfig, val: Split | Non
 
 def model_task(model: nn.Module, config: TrainConfig) -> TrainingTask | None:
     """The loss a model is defined with (a capsule network's margin loss), when the config
-    asks for plain cross-entropy and nothing that replaces the loss."""
+    asks for the default objective (plain cross-entropy)."""
     own = getattr(getattr(model, "net", model), "training_task", None)
-    plain = config.loss.name == "ce" and not config.mixup and not config.label_smoothing
-    special = any(getattr(config, k) is not None for k in ("coteaching", "elr", "adversarial"))
-    return own() if callable(own) and plain and not special else None
+    return own() if callable(own) and is_plain(config) else None
+
+
+def is_plain(config: TrainConfig) -> bool:
+    """Whether the config trains with plain cross-entropy (the default task)."""
+    return config.task == ClassifyConfig()
+
+
+def accepts_step_task(config: TrainConfig) -> bool:
+    """Whether a step's own objective (distillation) may replace the config's task: only
+    cross-entropy, whose label smoothing the step's task takes over (``label_smoothing``)."""
+    t = config.task
+    return t.name == "classify" and t.loss.name == "ce" and not t.mixup
+
+
+def label_smoothing(config: TrainConfig) -> float:
+    """The label smoothing of a config's classify task (0 for other tasks)."""
+    return float(getattr(config.task, "label_smoothing", 0.0) or 0.0)
 
 
 def make_task(config: TrainConfig, task: TrainingTask | None, examples: int, stage: str,
               seed: int) -> TrainingTask:
-    """The TrainingTask a config asks for; a task that replaces the loss (co-teaching, ELR,
-    adversarial training) cannot be combined with another one."""
-    special = [k for k in ("coteaching", "elr", "adversarial") if getattr(config, k) is not None]
-    if len(special) + (task is not None) > 1:
-        other = type(task).__name__ if task is not None else special[1]
-        raise TrainingError(f"stage '{stage}': {special[0]} replaces the loss, so it cannot be "
-                            f"combined with {other}")
-    plain = config.loss.name == "ce" and not config.mixup and not config.label_smoothing
-    if special and special[0] != "adversarial" and not plain:
-        raise TrainingError(f"stage '{stage}': {special[0]} uses plain cross-entropy; remove "
-                            "the loss, mixup and label_smoothing settings")
-    if config.coteaching is not None:
-        bs = config.batch_size
-        return CoteachingTask(config.coteaching, config.epochs,
-                              examples - (1 if examples % bs == 1 and examples > 1 else 0), seed)
-    if config.elr is not None:
-        return ElrTask(config.elr, examples)
-    if config.adversarial is not None:
-        return AdversarialTask(config.adversarial, config.label_smoothing)
-    return task or ClassificationTask(label_smoothing=config.label_smoothing, loss=config.loss,
-                                      mixup=config.mixup)
+    """The TrainingTask a config asks for, or ``task`` (a step's own objective, such as
+    distillation); the two cannot be combined."""
+    if task is not None:
+        if not accepts_step_task(config):
+            raise TrainingError(f"stage '{stage}': task '{config.task.name}' replaces the loss, so"
+                                f" it cannot be combined with {type(task).__name__}")
+        return task
+    setting = TaskSetting(epochs=config.epochs, batch_size=config.batch_size,
+                          examples=examples, seed=seed, stage=stage)
+    return TASKS.get(config.task.name).fn(config.task, setting)
 
 
 def diverged_above(start: float, factor: float) -> float:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from nnopt.recipe import Strict
+from nnopt.core.config import Strict
 
 LossName = Literal["ce", "gce", "sce", "bootstrap_soft", "bootstrap_hard"]
 

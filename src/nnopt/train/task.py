@@ -1,34 +1,58 @@
-"""TrainingTask: what the loss is. Techniques that change the loss subclass it."""
+"""The default training objective, ``task: {name: classify}``: cross-entropy with optional label
+smoothing, a noise-robust loss, or mixup. Other objectives register in ``TASKS`` where they
+live (adversarial training in trust/, co-teaching and ELR in learn/)."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import nn
 
+from nnopt.core.config import Strict
+from nnopt.core.registry import TASKS
+from nnopt.core.task import TrainingTask
 from nnopt.train.losses import LossConfig, mixup_batch, per_example
 
 
-class TrainingTask:
-    """Turns a batch into ``{"loss": scalar, "output": logits}``; subclasses change the loss.
+@dataclass(frozen=True)
+class TaskSetting:
+    """What a task builder may need besides its config: the training length and data size."""
 
-    ``setup(model)`` may return extra modules whose parameters train alongside the model
-    (e.g. distillation adapters); ``teardown()`` runs when fit() ends, even on an error
-    (e.g. to remove hooks). ``index`` holds the batch's positions in the training split, for
-    tasks that keep per-example state (cached teacher outputs, per-sample losses).
-    """
+    epochs: int
+    batch_size: int
+    examples: int
+    seed: int
+    stage: str
 
-    def setup(self, model: nn.Module) -> list[nn.Module]:
-        return []
 
-    def teardown(self) -> None:
-        return None
+class ClassifyConfig(Strict):
+    """Cross-entropy (or a noise-robust loss) on the model's logits."""
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 index: torch.Tensor | None = None) -> dict[str, Any]:
-        raise NotImplementedError
+    name: Literal["classify"] = "classify"
+    loss: LossConfig = Field(default_factory=LossConfig, description="the classification "
+                             "loss: ce, or a noise-robust gce, sce, bootstrap_soft/hard")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="ce only (Szegedy et al. 2016)")
+    mixup: float | None = Field(None, gt=0, description="mixup with Beta(a, a) mixing weights")
+
+    @model_validator(mode="after")
+    def _smoothing_with_ce(self) -> ClassifyConfig:
+        if self.label_smoothing and self.loss.name != "ce":
+            raise ValueError(f"label_smoothing applies to the ce loss, not to {self.loss.name}")
+        return self
+
+    def describe(self) -> str:
+        parts = [self.loss.name.replace("_", " ") if self.loss.name != "ce" else "cross-entropy"]
+        if self.loss.name == "gce":
+            parts[0] += f" q={self.loss.q:g}"
+        if self.label_smoothing:
+            parts.append(f"label smoothing {self.label_smoothing:g}")
+        if self.mixup:
+            parts.append(f"mixup {self.mixup:g}")
+        return " + ".join(parts)
 
 
 class ClassificationTask(TrainingTask):
@@ -56,3 +80,9 @@ class ClassificationTask(TrainingTask):
             return {"loss": F.cross_entropy(out, y, label_smoothing=self.label_smoothing),
                     "output": out}
         return {"loss": per_example(self.loss, out, y).mean(), "output": out}
+
+
+@TASKS.register("classify", config=ClassifyConfig)
+def classify(cfg: ClassifyConfig, setting: TaskSetting) -> TrainingTask:
+    """Cross-entropy, label smoothing, a noise-robust loss (gce, sce, bootstrap) or mixup."""
+    return ClassificationTask(label_smoothing=cfg.label_smoothing, loss=cfg.loss, mixup=cfg.mixup)

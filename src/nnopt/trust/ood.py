@@ -8,8 +8,8 @@ from typing import Literal
 
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score, roc_auc_score
 
+from nnopt.core.extras import require
 from nnopt.trust.uncertainty import decompose, entropy
 
 Score = Literal["msp", "entropy", "energy", "mutual_information"]
@@ -57,6 +57,8 @@ def detection_metrics(score_in: torch.Tensor, score_out: torch.Tensor) -> dict[s
     s = np.concatenate([s_in, s_out])
     # the highest threshold that still accepts >= 95% of the in-distribution inputs
     threshold = np.sort(s_in)[int(np.floor(0.05 * len(s_in) + 1e-9))]
+    metrics = require("sklearn.metrics", "OOD detection metrics")
+    roc_auc_score, average_precision_score = metrics.roc_auc_score, metrics.average_precision_score
     return {"auroc": float(roc_auc_score(y, s)),
             "aupr_in": float(average_precision_score(y, s)),
             "aupr_out": float(average_precision_score(1 - y, -s)),

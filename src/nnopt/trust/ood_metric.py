@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from nnopt.core.compute import predict
+from nnopt.core.registry import METRICS
+from nnopt.data.ood import ood_sets
 from nnopt.measure.base import Measurement
-from nnopt.registry import METRICS
+from nnopt.measure.quantity import ERROR_RATE, SCORE_HIGH
 from nnopt.trust.ood import detection_metrics, ood_score
 from nnopt.trust.uncertainty import is_sampler, sample_logits
 
@@ -22,15 +25,14 @@ def stage_scores(model: torch.nn.Module, logits: torch.Tensor) -> tuple[str, ...
     return ("msp", "entropy") if normalized(logits) else ("msp", "entropy", "energy")
 
 
-@METRICS.register("ood", produces=["ood_auroc/<dataset>", "ood_fpr95/<dataset>"])
+@METRICS.register("ood", produces=["ood_auroc/<dataset>", "ood_fpr95/<dataset>"],
+                  quantities={"ood_auroc/<dataset>": SCORE_HIGH,
+                              "ood_fpr95/<dataset>": ERROR_RATE})
 def ood(m: Measurement) -> dict[str, float]:
     """AUROC and FPR@95TPR of the energy score (Liu et al. 2020), test split against each OOD
     set (digits resized to the input size, uniform noise); for ensembles, MC dropout and
     Bayesian networks the energy is averaged over their samples. Details compare every score
     (max softmax, entropy, energy, and mutual information where the model samples)."""
-    from nnopt.data.ood import ood_sets
-    from nnopt.train.fit import predict
-
     sampler = is_sampler(m.model)
     kinds = stage_scores(m.model, m.logits)
     z_in = sample_logits(m.model, m.data.test.x) if sampler else m.logits

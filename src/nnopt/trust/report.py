@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
+from nnopt.report import plots
 from nnopt.report.model import StageRecord
 from nnopt.report.plots import _save
 from nnopt.report.render import Doc, register_section
+from nnopt.trust.uncertainty.records import (
+    BayesRecord,
+    EnsembleRecord,
+    LaplaceRecord,
+    McDropoutRecord,
+)
 
 SCORE_NAMES = {"msp": "max softmax", "entropy": "entropy", "energy": "energy",
                "mutual_information": "mutual information"}
@@ -35,7 +41,7 @@ def ood_section(doc: Doc, labels: list[str], records: list[StageRecord], figs: P
                      if k in table.get(name, {}) else "-" for k in scores]
             rows.append([lab, name, *cells])
     doc.table(["stage", "OOD set", *[SCORE_NAMES[k] for k in scores]], rows)
-    fig, axes = plt.subplots(1, len(sets), figsize=(max(4.5, 0.7 * len(stages) + 2) * len(sets),
+    fig, axes = plots.subplots(1, len(sets), figsize=(max(4.5, 0.7 * len(stages) + 2) * len(sets),
                                                     3.8), squeeze=False)
     width = 0.8 / len(scores)
     for ax, name in zip(axes[0], sets):
@@ -62,8 +68,9 @@ def members_section(doc: Doc, labels: list[str], records: list[StageRecord], fig
         if not members:
             continue
         doc.h2(f"Ensemble members: {lab}")
+        ensemble = EnsembleRecord.of(s.details)
         trained = {r["member"]: r.get("trained", "") for r in
-                   (s.details.get("ensemble") or {}).get("members", [])}
+                   (ensemble.members if ensemble else [])}
         doc.p("Each member alone on the test split, against the ensemble (the mean of their "
               "probabilities); the ensemble's size and latency in the tables above are those of "
               "all members together.")
@@ -79,20 +86,20 @@ def members_section(doc: Doc, labels: list[str], records: list[StageRecord], fig
 def sampling_section(doc: Doc, labels: list[str], records: list[StageRecord], figs: Path) -> None:
     rows = []
     for lab, s in zip(labels, records):
-        mc = s.details.get("mc_dropout")
+        mc = McDropoutRecord.of(s.details)
         if mc:
-            rows.append([lab, "MC dropout", str(mc["samples"]),
-                         "rates " + ", ".join(f"{p:g}" for p in mc["dropout_rates"])
-                         + (f"; added before {', '.join(mc['added_before'])}"
-                            if mc["added_before"] else "")
-                         + ("; fine-tuned with it" if mc["finetuned"] else "")])
-        bnn = s.details.get("bayes")
+            rows.append([lab, "MC dropout", str(mc.samples),
+                         "rates " + ", ".join(f"{p:g}" for p in mc.dropout_rates)
+                         + (f"; added before {', '.join(mc.added_before)}"
+                            if mc.added_before else "")
+                         + ("; fine-tuned with it" if mc.finetuned else "")])
+        bnn = BayesRecord.of(s.details)
         if bnn:
-            rows.append([lab, "Bayes by Backprop", str(bnn["samples"]),
-                         f"{len(bnn['layers'])} variational layers, prior N(0, "
-                         f"{bnn['prior_sigma']:g}^2), KL weight {bnn['kl_weight']:g}, "
-                         f"KL/example {bnn['kl_per_example']:.3g}, posterior std median "
-                         f"{bnn['posterior_sigma_median']:.3g}"])
+            rows.append([lab, "Bayes by Backprop", str(bnn.samples),
+                         f"{len(bnn.layers)} variational layers, prior N(0, "
+                         f"{bnn.prior_sigma:g}^2), KL weight {bnn.kl_weight:g}, "
+                         f"KL/example {bnn.kl_per_example:.3g}, posterior std median "
+                         f"{bnn.posterior_sigma_median:.3g}"])
     if rows:
         doc.h2("Sampling models")
         doc.p("Stages whose every prediction averages several stochastic passes; their metrics "
@@ -102,8 +109,8 @@ def sampling_section(doc: Doc, labels: list[str], records: list[StageRecord], fi
 
 @register_section
 def laplace_section(doc: Doc, labels: list[str], records: list[StageRecord], figs: Path) -> None:
-    stages = [(lab, s.details["laplace"]) for lab, s in zip(labels, records)
-              if s.details.get("laplace")]
+    stages = [(lab, rec) for lab, s in zip(labels, records)
+              if (rec := LaplaceRecord.of(s.details)) is not None]
     if not stages:
         return
     doc.h2("Laplace approximation")
@@ -112,17 +119,17 @@ def laplace_section(doc: Doc, labels: list[str], records: list[StageRecord], fig
           "candidate, tau = 1e12, is the MAP network itself).")
     rows = []
     for lab, info in stages:
-        scan = info.get("scan") or []
+        scan = info.scan or []
         chosen = next((r["val_nll"] for r in scan
-                       if r["prior_precision"] == info["prior_precision"]), None)
-        rows.append([lab, info["layer"], info["hessian"], f"{info['prior_precision']:.4g}",
+                       if r["prior_precision"] == info.prior_precision), None)
+        rows.append([lab, info.layer, info.hessian, f"{info.prior_precision:.4g}",
                      f"{chosen:.4f}" if chosen is not None else "fixed",
                      f"{scan[-1]['val_nll']:.4f}" if scan else "-"])
     doc.table(["stage", "layer", "curvature", "prior precision", "val NLL", "val NLL of MAP"],
               rows)
-    scans = [(lab, info["scan"][:-1]) for lab, info in stages if info.get("scan")]
+    scans = [(lab, info.scan[:-1]) for lab, info in stages if info.scan]
     if scans:
-        fig, ax = plt.subplots(figsize=(5, 3.2))
+        fig, ax = plots.subplots(figsize=(5, 3.2))
         for lab, scan in scans:
             ax.plot([r["prior_precision"] for r in scan], [r["val_nll"] for r in scan],
                     marker=".", label=lab)

@@ -19,9 +19,11 @@ import torch
 from torch import nn
 
 from nnopt.compress.cluster import huffman
-from nnopt.environment import memory_bytes
-from nnopt.errors import ModelFileError, NnoptError, first_line
-from nnopt.fileio import atomic_write_bytes, inflate, read_inside
+from nnopt.core.environment import memory_bytes
+from nnopt.core.errors import ModelFileError, NnoptError, first_line
+from nnopt.core.fileio import atomic_write_bytes, inflate, read_inside
+from nnopt.core.registry import FORMATS
+from nnopt.models.saving import build_from_spec, vouched
 
 MAGIC = b"NNOPTDC\x01"
 MAX_GAP = 255  # gap symbols 0..254 are runs of zeros; symbol 255 skips 255 zeros (no weight)
@@ -136,8 +138,6 @@ def _decode_tensor(e: dict[str, Any], blob: bytes) -> torch.Tensor:
 def decode_model(data: bytes, source: str = "file", trust: tuple[str, ...] = ()) -> nn.Module:
     """Rebuild the model a Deep Compression file holds (eval mode); its header's spec is data,
     checked like a model folder's (``trust`` lists the factories vouched for)."""
-    from nnopt.models.saving import build_from_spec
-
     if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4:
         raise ModelFileError(f"{source} is not an nnopt Deep Compression file")
     (hlen,) = struct.unpack("<I", data[len(MAGIC):len(MAGIC) + 4])
@@ -156,7 +156,8 @@ def decode_model(data: bytes, source: str = "file", trust: tuple[str, ...] = ())
     return model.eval()
 
 
-def load_encoded(path: str | Path, trust: tuple[str, ...] = ()) -> nn.Module:
+def load_encoded(path: str | Path, spec: None = None, trust: tuple[str, ...] = ()) -> nn.Module:
+    """A model from its entropy-coded ``.nnc`` file (the header holds the spec)."""
     path = Path(path)
     data = read_inside(path, path.parent, memory_bytes() // 4, "model file", ModelFileError)
     return decode_model(data, str(path), trust)
@@ -166,8 +167,6 @@ def write_encoded(model: nn.Module, folder: str | Path) -> Path | None:
     """Write ``folder/model.nnc`` if the model's shared layers still hold at most their
     codebook's values (a later training stage may have broken the sharing); the file is
     decoded again and must give back every tensor bit for bit."""
-    from nnopt.models.saving import vouched
-
     layers = (model.spec.get("weight_sharing") or {}).get("layers", {})
     state = model.state_dict()
     for name, row in layers.items():
@@ -181,3 +180,6 @@ def write_encoded(model: nn.Module, folder: str | Path) -> Path | None:
     path = Path(folder) / ("model" + SUFFIX)
     atomic_write_bytes(path, blob)
     return path
+
+
+FORMATS.add("nnc", load_encoded, write=write_encoded)

@@ -14,11 +14,11 @@ from torch.nn.utils import parametrize
 from nnopt.compress.cluster.kmeans import Init, kmeans_1d
 from nnopt.compress.prune.masks import prunable_weights
 from nnopt.context import RunContext
-from nnopt.errors import NnoptError
+from nnopt.core.config import Strict
+from nnopt.core.errors import NnoptError
+from nnopt.core.registry import STEPS
 from nnopt.measure.base import is_artifact
-from nnopt.recipe import Strict
-from nnopt.registry import STEPS
-from nnopt.train.fit import TrainConfig, fit
+from nnopt.train.fit import TrainConfig
 
 
 class ClusterConfig(Strict):
@@ -102,10 +102,7 @@ def cluster(model: nn.Module, cfg: ClusterConfig, ctx: RunContext) -> nn.Module:
     shared = share_weights(model, bits, cfg.init, cfg.iters, ctx.seed)
     try:
         if cfg.finetune:
-            state = fit(model, ctx.data.train, config=cfg.finetune, val=ctx.data.val,
-                        callbacks=ctx.callbacks(), stage=ctx.stage, seed=ctx.seed)
-            ctx.record("history", state.history)
-            ctx.record("training", state.notes)
+            ctx.fit(model, cfg.finetune, callbacks=ctx.callbacks())
     finally:
         bake(model)
     model.eval()

@@ -9,13 +9,15 @@ from typing import Any
 from pydantic import Field, field_validator
 from torch import nn
 
+from nnopt.compress.distill.records import DistillationRecord
 from nnopt.compress.distill.task import DistillationTask, DistillConfig
 from nnopt.compress.distill.teacher import resolve_teacher
 from nnopt.context import RunContext
+from nnopt.core.config import Strict
+from nnopt.core.registry import MODELS, STEPS
 from nnopt.measure.efficiency import count_params
-from nnopt.recipe import Strict
-from nnopt.registry import MODELS, STEPS
-from nnopt.train.fit import TrainConfig, fit
+from nnopt.models.base import build_model
+from nnopt.train.fit import TrainConfig, label_smoothing
 
 
 class DistillStepConfig(DistillConfig):
@@ -50,20 +52,14 @@ def distillation_task(cfg: DistillConfig, ctx: RunContext, label_smoothing: floa
 def distill(model: nn.Module, cfg: DistillStepConfig, ctx: RunContext) -> nn.Module:
     """Knowledge distillation (Hinton et al. 2015; FitNets; attention transfer) into a student."""
     if cfg.student is not None:
-        from nnopt.models.base import build_model
-
         d = ctx.data
         student = build_model(cfg.student, d.input_shape, d.num_classes, d.mean, d.std)
     else:
         student = copy.deepcopy(model)
-    task = distillation_task(cfg, ctx, cfg.train.label_smoothing)
-    state = fit(student, ctx.data.train, config=cfg.train, val=ctx.data.val, task=task,
-                callbacks=ctx.callbacks(student), stage=ctx.stage, seed=ctx.seed)
-    ctx.record("history", state.history)
-    ctx.record("training", state.notes)
-    ctx.record("distillation", {
-        "teacher": cfg.teacher, "teacher_params": count_params(task.teacher),
-        "student_params": count_params(student), "temperature": cfg.temperature,
-        "alpha": cfg.alpha, "hint_pairs": [list(p) for p in task.hints],
-        "attention_pairs": [list(p) for p in task.attn]})
+    task = distillation_task(cfg, ctx, label_smoothing(cfg.train))
+    ctx.fit(student, cfg.train, task=task)
+    ctx.record(DistillationRecord(
+        teacher=cfg.teacher, teacher_params=count_params(task.teacher),
+        student_params=count_params(student), temperature=cfg.temperature, alpha=cfg.alpha,
+        hint_pairs=[list(p) for p in task.hints], attention_pairs=[list(p) for p in task.attn]))
     return student

@@ -10,8 +10,10 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from nnopt.compress.distill.losses import attention_loss, hint_loss, kd_loss
-from nnopt.errors import NnoptError
-from nnopt.recipe import Strict
+from nnopt.core.compute import predict
+from nnopt.core.config import Strict
+from nnopt.core.errors import NnoptError
+from nnopt.core.registry import TASKS
 from nnopt.train.task import TrainingTask
 
 
@@ -146,8 +148,6 @@ class DistillationTask(TrainingTask):
                          else attention_pairs(model, self.teacher, self.example[:1]))
         pairs = self.hints + self.attn
         if not pairs and self.train_x is not None and not cfg.mixup:
-            from nnopt.train.fit import predict
-
             self.cached = predict(self.teacher, self.train_x)
         self._taps = [_Taps(model, [s for s, _ in pairs]), _Taps(self.teacher, [t for _, t in pairs])]
         if self.hints:
@@ -204,3 +204,7 @@ def _adapter(s: torch.Tensor, t: torch.Tensor, s_name: str, t_name: str) -> nn.M
     raise NnoptError(f"hint layers '{s_name}' {tuple(s.shape[1:])} and '{t_name}' "
                      f"{tuple(t.shape[1:])} cannot be bridged: both must be (N, C) features or "
                      "(N, C, H, W) maps of the same H, W")
+
+
+# chosen by its step, not by a `task:` block (it needs what the step builds)
+TASKS.add("distillation", DistillationTask, built_by="the distill step, and prune / qat with distill:")

@@ -7,13 +7,14 @@ from pathlib import Path
 from torch import nn
 
 from nnopt.context import RunContext
-from nnopt.errors import NnoptError
+from nnopt.core.errors import NnoptError
+from nnopt.models.base import build_model, check_fits
+from nnopt.models.factory import FactoryConfig
+from nnopt.models.saving import load_model
 
 
 def resolve_teacher(ref: str, ctx: RunContext) -> nn.Module:
     """The teacher model for ``ref`` (see DistillConfig.teacher), checked against the data."""
-    from nnopt.runner import check_fits
-
     if ref == "baseline":
         if ctx.baseline is None:
             raise NnoptError("teacher 'baseline' is the first stage's model, but no stage ran "
@@ -22,13 +23,8 @@ def resolve_teacher(ref: str, ctx: RunContext) -> nn.Module:
     elif ref in ctx.models:
         teacher = ctx.models[ref]
     elif Path(ref).is_dir():
-        from nnopt.models.saving import load_model
-
         teacher = load_model(ref, trust=ctx.recipe.trusted())
     elif ":" in ref:
-        from nnopt.models.base import build_model
-        from nnopt.models.factory import FactoryConfig
-
         d = ctx.data
         teacher = build_model(FactoryConfig(factory=ref), d.input_shape, d.num_classes, d.mean,
                               d.std)

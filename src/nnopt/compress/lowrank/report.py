@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
+from nnopt.report import plots
 from nnopt.report.model import StageRecord
 from nnopt.report.plots import _save
 from nnopt.report.render import Doc, register_section
@@ -35,7 +34,7 @@ def factorization_section(doc: Doc, labels: list[str], records: list[StageRecord
     for lab, s in zip(labels, records):
         trace = (s.details.get("rank_budget") or {}).get("trace")
         if trace:
-            fig, ax = plt.subplots(figsize=(5.5, 3.4))
+            fig, ax = plots.subplots(figsize=(5.5, 3.4))
             ax.plot([e for e, _ in trace], [c for _, c in trace], marker="o")
             ax.axvline(s.details["rank_budget"]["energy"], color="tab:red", ls="--",
                        label="chosen energy")

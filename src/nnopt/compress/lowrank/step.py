@@ -10,18 +10,22 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from nnopt.compress.lowrank.decompose import (factorize_layer, full_ranks, layer_macs,
-                                              rank_for_energy, singular_values)
+from nnopt.compress.lowrank.decompose import (
+    factorize_layer,
+    full_ranks,
+    layer_macs,
+    rank_for_energy,
+    singular_values,
+)
 from nnopt.context import RunContext
-from nnopt.errors import NnoptError
+from nnopt.core.config import Strict
+from nnopt.core.errors import NnoptError
+from nnopt.core.registry import STEPS, TRANSFORMS
 from nnopt.measure.base import is_artifact
 from nnopt.measure.efficiency import count_macs
 from nnopt.measure.latency import latency_probe
-from nnopt.models.saving import TRANSFORMS
 from nnopt.models.structure import replace_module
-from nnopt.recipe import Strict
-from nnopt.registry import STEPS
-from nnopt.train.fit import TrainConfig, evaluate, fit
+from nnopt.train.fit import TrainConfig, evaluate
 
 
 class FactorizeConfig(Strict):
@@ -68,7 +72,7 @@ def _reapply(model: nn.Module, transform: dict[str, Any]) -> None:
                                                     entry["ranks"]))
 
 
-TRANSFORMS["factorize"] = _reapply
+TRANSFORMS.add("factorize", _reapply)
 
 
 def _candidate(m: nn.Module, conv: str) -> bool:
@@ -243,10 +247,7 @@ def factorize(model: nn.Module, cfg: FactorizeConfig, ctx: RunContext) -> nn.Mod
     model.spec = {**model.spec, "transforms": [*model.spec.get("transforms", []),
                                                {"kind": "factorize", "layers": chosen}]}
     if cfg.finetune and chosen:
-        state = fit(model, ctx.data.train, config=cfg.finetune, val=ctx.data.val,
-                    callbacks=ctx.callbacks(model), stage=ctx.stage, seed=ctx.seed)
-        ctx.record("history", state.history)
-        ctx.record("training", state.notes)
+        ctx.fit(model, cfg.finetune)
     ctx.record("factorization", {"energy": energy if not ranks else None, "layers": rows,
                                  "max_cost": cfg.max_cost})
     return model

@@ -13,11 +13,11 @@ from torch import nn
 
 from nnopt.compress.prune import masks as M
 from nnopt.context import RunContext
-from nnopt.errors import NnoptError
-from nnopt.recipe import Strict
-from nnopt.registry import STEPS
+from nnopt.core.config import Strict
+from nnopt.core.errors import NnoptError
+from nnopt.core.registry import STEPS
 from nnopt.train.callbacks import Callback, FitState
-from nnopt.train.fit import TrainConfig, evaluate, fit
+from nnopt.train.fit import TrainConfig, evaluate
 
 
 class LotteryConfig(Strict):
@@ -63,8 +63,7 @@ def lottery(model: nn.Module, cfg: LotteryConfig, ctx: RunContext) -> nn.Module:
     start = copy.deepcopy(net.state_dict())
 
     def train(m: nn.Module, extra: list[Any], tag: str):  # noqa: ANN202
-        return fit(m, data.train, config=cfg.train, val=data.val, stage=f"{ctx.stage}/{tag}",
-                   callbacks=ctx.callbacks(m) + extra, seed=ctx.seed)
+        return ctx.fit(m, cfg.train, extra=extra, stage=f"{ctx.stage}/{tag}", record="none")
 
     train(net, [rewind], "dense")
     rewound = rewind.state if cfg.rewind_epoch else start

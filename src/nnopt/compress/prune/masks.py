@@ -9,9 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nnopt.train.callbacks import Callback, FitState
+from nnopt.train.masks import KeepMasks, Masks, apply_masks, masks_from_zeros  # noqa: F401
 
-Masks = dict[str, torch.Tensor]
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
@@ -82,20 +81,6 @@ def nm_masks(weights: dict[str, nn.Parameter], n: int = 2, m: int = 4) -> Masks:
     return out
 
 
-@torch.no_grad()
-def apply_masks(model: nn.Module, masks: Masks) -> None:
-    """Zero every masked weight in place."""
-    params = dict(model.named_parameters())
-    for name, mask in masks.items():
-        params[name].mul_(mask.to(params[name].dtype))
-
-
-def masks_from_zeros(model: nn.Module, names: list[str]) -> Masks:
-    """The masks of a saved pruned model: its exact zeros (pruned weights are stored as 0)."""
-    params = dict(model.named_parameters())
-    return {n: params[n].detach() != 0 for n in names if n in params}
-
-
 def sparsity(model: nn.Module, names: list[str] | None = None) -> dict[str, float]:
     """Share of exact zeros per prunable weight (or per named parameter)."""
     params = dict(model.named_parameters())
@@ -108,19 +93,6 @@ def global_sparsity(model: nn.Module, names: list[str]) -> float:
     total = sum(params[n].numel() for n in names)
     zeros = sum(params[n].numel() - params[n].count_nonzero().item() for n in names)
     return zeros / max(total, 1)
-
-
-class KeepMasks(Callback):
-    """Re-apply masks after every optimiser step so pruned weights stay zero during training."""
-
-    def __init__(self, masks: Masks) -> None:
-        self.masks = masks
-
-    def on_fit_start(self, state: FitState) -> None:
-        apply_masks(state.model, self.masks)
-
-    def on_batch_end(self, state: FitState) -> None:
-        apply_masks(state.model, self.masks)
 
 
 def mark_sparse(model: nn.Module, masks: Masks, pattern: str) -> None:

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnopt.compress.prune.sparse_exec import SparseLinear
 from nnopt.measure.latency import time_calls
 from nnopt.measure.runtimes import export_onnx, onnx_runner, torch_threads
-from nnopt.recipe import Target
+from nnopt.measure.sparse_exec import SparseLinear
+from nnopt.measure.target import Target
 
 FAST = {"warmup": 5, "repeats": 30, "min_seconds": 0.2}
 MARGIN = 1.05  # sparse must be >= 5% faster to count as paying off

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
+from nnopt.compress.prune.records import PruningRecord
+from nnopt.report import plots
 from nnopt.report.model import StageRecord
 from nnopt.report.plots import _save
 from nnopt.report.render import Doc, register_section
@@ -22,11 +22,17 @@ def sparsity_section(doc: Doc, labels: list[str], records: list[StageRecord], fi
     if not stages:
         return
     doc.h2("Sparsity per layer")
+    for lab, s in zip(labels, records):
+        rec = PruningRecord.of(s.details)
+        if rec is not None and rec.global_sparsity is not None:
+            doc.p(f"{lab}: {rec.method} pruning, {rec.pattern} pattern, ranked per "
+                  f"{rec.scope}: {100 * rec.global_sparsity:.1f}% of the pruned layers' "
+                  "weights are zero.")
     layers = list(dict.fromkeys(k for _, sp in stages for k in sp))
     doc.table(["layer"] + [lab for lab, _ in stages],
               [[_short(k)] + [f"{100 * sp[k]:.1f}%" if k in sp else "-" for _, sp in stages]
                for k in layers])
-    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(layers) * len(stages) + 2), 3.6))
+    fig, ax = plots.subplots(figsize=(max(5, 0.6 * len(layers) * len(stages) + 2), 3.6))
     width = 0.8 / len(stages)
     for i, (lab, sp) in enumerate(stages):
         ax.bar([j + i * width for j in range(len(layers))],
@@ -70,7 +76,7 @@ def sensitivity_section(doc: Doc, labels: list[str], records: list[StageRecord],
              if s.details.get("sensitivity")]
     for lab, scan in scans:
         doc.h2(f"Sensitivity ({lab})")
-        fig, ax = plt.subplots(figsize=(6, 3.8))
+        fig, ax = plots.subplots(figsize=(6, 3.8))
         for name, curve in scan["curves"].items():
             ax.plot([100 * c[0] for c in curve], [100 * c[1] for c in curve], marker=".",
                     label=_short(name))
@@ -99,7 +105,7 @@ def lottery_section(doc: Doc, labels: list[str], records: list[StageRecord], fig
                     f"{100 * r['ticket_test_accuracy']:.2f}%",
                     f"{100 * r['random_test_accuracy']:.2f}%" if "random_test_accuracy" in r
                     else "-"] for r in rows])
-        fig, ax = plt.subplots(figsize=(6, 3.8))
+        fig, ax = plots.subplots(figsize=(6, 3.8))
         ax.plot([100 * r["remaining"] for r in rows],
                 [100 * r["ticket_test_accuracy"] for r in rows], marker="o", label="ticket (rewound)")
         rand = [r for r in rows if "random_test_accuracy" in r]

@@ -4,30 +4,50 @@ one-shot or gradual, with fine-tuning and a latency pre-flight on the recipe's t
 from __future__ import annotations
 
 import copy
-from typing import Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, RootModel, Tag, model_validator
 from torch import nn
 
+from nnopt.compress.distill.step import distillation_task
 from nnopt.compress.distill.task import DistillConfig
 from nnopt.compress.prune import masks as M
 from nnopt.compress.prune.preflight import preflight
+from nnopt.compress.prune.records import PruningRecord
 from nnopt.compress.prune.schedule import GradualPruning
 from nnopt.compress.prune.sensitivity import amounts_from_sensitivity, layer_sensitivity
 from nnopt.compress.prune.structured import channel_prune
 from nnopt.context import RunContext
-from nnopt.errors import NnoptError
+from nnopt.core.config import Strict
+from nnopt.core.errors import NnoptError
+from nnopt.core.registry import STEPS
 from nnopt.measure.efficiency import count_macs
-from nnopt.recipe import Strict
-from nnopt.registry import STEPS
-from nnopt.train.fit import TrainConfig, fit
+from nnopt.measure.latency import latency_probe
+from nnopt.train.fit import TrainConfig, label_smoothing
 
 
-class PruneConfig(Strict):
-    """What to remove, how to choose it, and how to recover afterwards."""
+class _Common(Strict):
+    """What every pruning method shares: layers left alone and the recovery afterwards."""
 
-    method: Literal["magnitude", "random", "movement", "nm", "channel"] = "magnitude"
-    amount: float = Field(0.5, ge=0.0, lt=1.0, description="share of weights (or channels) removed")
+    exclude: list[str] = Field(default_factory=list, description="layer names not to prune")
+    finetune: TrainConfig | None = Field(None, description="training after (or, gradual, during) "
+                                         "pruning; masks are kept")
+    distill: DistillConfig | None = Field(None, description="fine-tune with a teacher's soft "
+                                          "targets instead of plain cross-entropy")
+
+    @model_validator(mode="after")
+    def _distill_needs_finetune(self) -> _Common:
+        if self.distill and self.finetune is None:
+            raise ValueError("distill is the fine-tuning loss: set finetune too")
+        return self
+
+
+class UnstructuredConfig(_Common):
+    """Unstructured pruning: single weights by magnitude (Han et al. 2015), at random (the
+    control), or by movement during fine-tuning (Sanh et al. 2020), one-shot or gradual."""
+
+    method: Literal["magnitude", "random", "movement"] = "magnitude"
+    amount: float = Field(0.5, ge=0.0, lt=1.0, description="share of weights removed")
     scope: Literal["layer", "global"] = Field("global", description="rank weights per layer or "
                                               "over the whole model")
     schedule: Literal["oneshot", "gradual"] = Field(
@@ -35,72 +55,114 @@ class PruneConfig(Strict):
     gradual_end: float = Field(0.75, gt=0, le=1, description="share of finetune steps after "
                                "which the final sparsity is reached")
     gradual_every: int = Field(50, ge=1, description="steps between mask updates (gradual)")
-    n: int = Field(2, ge=1, description="N of N:M (method nm)")
-    m: int = Field(4, ge=2, description="M of N:M (method nm)")
-    importance: Literal["l1", "l2", "bn_scale", "taylor"] = Field(
-        "l2", description="channel importance (method channel)")
-    per_layer: dict[str, float] | None = Field(None, description="amount per layer (overrides amount)")
+    per_layer: dict[str, float] | None = Field(None, description="amount per layer (overrides "
+                                               "amount)")
     sensitivity_tolerance: float | None = Field(
         None, gt=0, lt=1, description="derive per-layer amounts from a sensitivity scan: deepest "
-        "level whose validation accuracy drop stays within this (unstructured methods)")
-    keep_macs: float | None = Field(None, gt=0, lt=1, description="channel: prune until MACs are "
-                                    "at most this share of the input model's")
-    keep_latency: float | None = Field(None, gt=0, lt=1, description="channel: prune until "
-                                       "latency on budget_target is at most this share")
-    budget_target: str | None = Field(None, description="target whose latency keep_latency means")
-    prune_heads: bool = Field(False, description="channel: remove whole attention heads")
-    round_to: int | None = Field(None, ge=1, description="channel: keep channel counts multiples")
-    exclude: list[str] = Field(default_factory=list, description="layer names not to prune")
-    finetune: TrainConfig | None = Field(None, description="training after (or, gradual, during) "
-                                         "pruning; masks are kept")
-    distill: DistillConfig | None = Field(None, description="fine-tune with a teacher's soft "
-                                          "targets instead of plain cross-entropy")
-    preflight: bool = Field(True, description="time dense vs sparse on each target (unstructured)")
+        "level whose validation accuracy drop stays within this")
+    preflight: bool = Field(True, description="time dense vs sparse on each target first")
 
     @model_validator(mode="after")
-    def _consistent(self) -> PruneConfig:
+    def _consistent(self) -> UnstructuredConfig:
         if self.schedule == "gradual" and self.finetune is None:
             raise ValueError("schedule 'gradual' prunes during training: set finetune")
         if self.method == "movement" and self.schedule != "gradual":
             raise ValueError("method 'movement' needs schedule 'gradual' (scores come from training)")
-        if self.method in ("nm", "channel") and self.schedule == "gradual":
-            raise ValueError(f"method '{self.method}' is one-shot; use schedule 'oneshot'")
-        if self.method == "nm" and self.n >= self.m:
-            raise ValueError(f"N:M needs N < M, got {self.n}:{self.m}")
-        if (self.keep_macs or self.keep_latency) and self.method != "channel":
-            raise ValueError("keep_macs / keep_latency budgets are for method 'channel'")
-        if self.distill and self.finetune is None:
-            raise ValueError("distill is the fine-tuning loss: set finetune too")
-        if self.keep_latency and not self.budget_target:
-            raise ValueError("keep_latency needs budget_target (the name of a recipe target)")
-        if self.sensitivity_tolerance and self.method in ("nm", "channel", "movement"):
+        if self.sensitivity_tolerance and self.method == "movement":
             raise ValueError("sensitivity-derived amounts are for magnitude and random pruning")
         return self
 
 
-def _finetune(model: nn.Module, cfg: PruneConfig, ctx: RunContext, extra: list) -> object:
+class NMConfig(_Common):
+    """N:M semi-structured sparsity: the N largest of every M consecutive input weights stay
+    (Mishra et al. 2021; 2:4 is what sparse tensor cores run)."""
+
+    method: Literal["nm"] = "nm"
+    n: int = Field(2, ge=1, description="N of N:M: weights kept per group")
+    m: int = Field(4, ge=2, description="M of N:M: the group size")
+    preflight: bool = Field(True, description="time dense vs sparse on each target first")
+
+    @model_validator(mode="after")
+    def _n_below_m(self) -> NMConfig:
+        if self.n >= self.m:
+            raise ValueError(f"N:M needs N < M, got {self.n}:{self.m}")
+        return self
+
+
+class ChannelConfig(_Common):
+    """Channel (and attention-head) pruning with physical removal through Torch-Pruning's
+    dependency graph, by an amount or until a MACs or latency budget is met."""
+
+    method: Literal["channel"] = "channel"
+    amount: float = Field(0.5, ge=0.0, lt=1.0, description="share of channels removed")
+    scope: Literal["layer", "global"] = Field("global", description="rank channels per layer or "
+                                              "over the whole model")
+    importance: Literal["l1", "l2", "bn_scale", "taylor"] = Field("l2", description="channel "
+                                                                  "importance")
+    per_layer: dict[str, float] | None = Field(None, description="amount per layer (overrides "
+                                               "amount)")
+    keep_macs: float | None = Field(None, gt=0, lt=1, description="prune until MACs are at most "
+                                    "this share of the input model's")
+    keep_latency: float | None = Field(None, gt=0, lt=1, description="prune until latency on "
+                                       "budget_target is at most this share")
+    budget_target: str | None = Field(None, description="target whose latency keep_latency means")
+    prune_heads: bool = Field(False, description="remove whole attention heads")
+    round_to: int | None = Field(None, ge=1, description="keep channel counts multiples of this")
+
+    @model_validator(mode="after")
+    def _budget(self) -> ChannelConfig:
+        if self.keep_latency and not self.budget_target:
+            raise ValueError("keep_latency needs budget_target (the name of a recipe target)")
+        return self
+
+
+def _method(raw: Any) -> str | None:
+    method = raw.get("method", "magnitude") if isinstance(raw, dict) else getattr(
+        raw, "method", None)
+    return {"magnitude": "unstructured", "random": "unstructured",
+            "movement": "unstructured"}.get(method, method)
+
+
+PRUNE_METHODS = {"unstructured": UnstructuredConfig, "nm": NMConfig, "channel": ChannelConfig}
+
+
+class PruneConfig(RootModel[Annotated[
+        Annotated[UnstructuredConfig, Tag("unstructured")] | Annotated[NMConfig, Tag("nm")]
+        | Annotated[ChannelConfig, Tag("channel")],
+        Discriminator(_method, custom_error_type="method",
+                      custom_error_message="method must be one of magnitude, random, movement, "
+                      "nm, channel")]]):
+    """What to remove, how to choose it, and how to recover afterwards: one config per method
+    (``method: magnitude | random | movement`` unstructured, ``nm``, ``channel``); each takes
+    only its own fields."""
+
+    variants: ClassVar[dict[str, type[Strict]]] = PRUNE_METHODS
+
+
+AnyPrune = UnstructuredConfig | NMConfig | ChannelConfig
+
+
+def _finetune(model: nn.Module, cfg: AnyPrune, ctx: RunContext, extra: list) -> object:
     task = None
     if cfg.distill:
-        from nnopt.compress.distill.step import distillation_task
-
-        task = distillation_task(cfg.distill, ctx, cfg.finetune.label_smoothing)
-    return fit(model, ctx.data.train, config=cfg.finetune, val=ctx.data.val, task=task,
-               callbacks=ctx.callbacks(model) + extra, stage=ctx.stage, seed=ctx.seed)
+        task = distillation_task(cfg.distill, ctx, label_smoothing(cfg.finetune))
+    return ctx.fit(model, cfg.finetune, task=task, extra=extra)
 
 
 @STEPS.register("prune", config=PruneConfig,
                 tiny={"amount": 0.5, "finetune": {"epochs": 1, "batch_size": 32}})
 def prune(model: nn.Module, cfg: PruneConfig, ctx: RunContext) -> nn.Module:
     """Prune a copy of the model and fine-tune it; record sparsity, pre-flight and warnings."""
+    cfg = cfg.root
     dense, model = model, copy.deepcopy(model)
-    if cfg.method == "channel":
+    if isinstance(cfg, ChannelConfig):
         _structured(model, cfg, ctx)
     else:
         _unstructured(dense, model, cfg, ctx)
     return model
 
 
-def _structured(model: nn.Module, cfg: PruneConfig, ctx: RunContext) -> None:
+def _structured(model: nn.Module, cfg: ChannelConfig, ctx: RunContext) -> None:
     example = ctx.data.train.x[:1]
     budget = None
     if cfg.keep_macs:
@@ -114,22 +176,19 @@ def _structured(model: nn.Module, cfg: PruneConfig, ctx: RunContext) -> None:
                          prune_heads=cfg.prune_heads, round_to=cfg.round_to, budget=budget)
     after = {n: p.shape[0] for n, p in model.named_parameters() if n in before}
     ctx.record("channels", {n: [before[n], after[n]] for n in before if before[n] != after[n]})
-    ctx.record("pruning", {"method": "channel", "importance": cfg.importance, **info})
+    ctx.record(PruningRecord(method="channel", pattern="channels", scope=cfg.scope,
+                             importance=cfg.importance, channel=info))
     if cfg.finetune:
-        state = _finetune(model, cfg, ctx, [])
-        ctx.record("history", state.history)
-        ctx.record("training", state.notes)
+        _finetune(model, cfg, ctx, [])
 
 
-def _latency_budget(model: nn.Module, cfg: PruneConfig, ctx: RunContext):  # noqa: ANN202
-    from nnopt.measure.latency import latency_probe
-
+def _latency_budget(model: nn.Module, cfg: ChannelConfig, ctx: RunContext):  # noqa: ANN202
     ms = latency_probe(ctx.data, ctx.targets, cfg.budget_target)
     limit = cfg.keep_latency * ms(model)
     return lambda m: ms(m) <= limit
 
 
-def _preflight(dense: nn.Module, cfg: PruneConfig, ctx: RunContext, names: list[str],
+def _preflight(dense: nn.Module, cfg: UnstructuredConfig | NMConfig, ctx: RunContext, names: list[str],
                amount: float | dict[str, float], scope: str) -> None:
     """Before any fine-tuning: the requested sparsity (magnitude masks standing in for scores
     that only training can give) timed dense vs sparse on every target."""
@@ -148,7 +207,8 @@ def _preflight(dense: nn.Module, cfg: PruneConfig, ctx: RunContext, names: list[
     ctx.warn(*warns)
 
 
-def _unstructured(dense: nn.Module, model: nn.Module, cfg: PruneConfig, ctx: RunContext) -> None:
+def _unstructured(dense: nn.Module, model: nn.Module, cfg: UnstructuredConfig | NMConfig,
+                  ctx: RunContext) -> None:
     weights = M.prunable_weights(model, cfg.exclude)
     if cfg.method == "nm":  # N:M groups run along a layer's inputs, which must divide by M
         skipped = [n for n, w in weights.items() if w[0].numel() % cfg.m]
@@ -158,6 +218,9 @@ def _unstructured(dense: nn.Module, model: nn.Module, cfg: PruneConfig, ctx: Run
                      f"of {cfg.m}: {', '.join(n.removesuffix('.weight') for n in skipped)}")
     if not weights:
         raise NnoptError("nothing to prune: the model has no Linear/Conv weights (after exclude)")
+    if isinstance(cfg, NMConfig):  # N:M fixes the sparsity of every group
+        _nm(dense, model, cfg, ctx, weights)
+        return
     amount: float | dict[str, float] = cfg.amount
     if cfg.per_layer:
         unknown = sorted(set(cfg.per_layer) - {n.rsplit(".", 1)[0] for n in weights})
@@ -178,22 +241,34 @@ def _unstructured(dense: nn.Module, model: nn.Module, cfg: PruneConfig, ctx: Run
             raise NnoptError("gradual pruning takes one amount; per-layer amounts are one-shot")
         grad = GradualPruning(list(weights), amount, method=cfg.method, scope=scope,
                               end_frac=cfg.gradual_end, every=cfg.gradual_every, seed=ctx.seed)
-        state = _finetune(model, cfg, ctx, [grad])
+        _finetune(model, cfg, ctx, [grad])
         masks, pattern = grad.masks, "unstructured"
         ctx.record("schedule", [[s, a] for s, a in grad.trace])
     else:
-        if cfg.method == "nm":
-            masks, pattern = M.nm_masks(weights, cfg.n, cfg.m), f"{cfg.n}:{cfg.m}"
-        elif cfg.method == "random":
+        if cfg.method == "random":
             masks, pattern = M.random_masks(weights, amount, scope, seed=ctx.seed), "unstructured"
         else:
             masks, pattern = M.magnitude_masks(weights, amount, scope), "unstructured"
         M.apply_masks(model, masks)
-        state = _finetune(model, cfg, ctx, [M.KeepMasks(masks)]) if cfg.finetune else None
-    if state is not None:
-        ctx.record("history", state.history)
-        ctx.record("training", state.notes)
+        if cfg.finetune:
+            _finetune(model, cfg, ctx, [M.KeepMasks(masks)])
+    _finish(model, masks, pattern, cfg.method, scope, ctx, list(weights))
+
+
+def _nm(dense: nn.Module, model: nn.Module, cfg: NMConfig, ctx: RunContext,
+        weights: dict[str, nn.Parameter]) -> None:
+    if cfg.preflight and ctx.targets:
+        _preflight(dense, cfg, ctx, list(weights), 1 - cfg.n / cfg.m, "layer")
+    masks = M.nm_masks(weights, cfg.n, cfg.m)
+    M.apply_masks(model, masks)
+    if cfg.finetune:
+        _finetune(model, cfg, ctx, [M.KeepMasks(masks)])
+    _finish(model, masks, f"{cfg.n}:{cfg.m}", "nm", "layer", ctx, list(weights))
+
+
+def _finish(model: nn.Module, masks: M.Masks, pattern: str, method: str, scope: str,
+            ctx: RunContext, names: list[str]) -> None:
     M.mark_sparse(model, masks, pattern)
-    ctx.record("sparsity", M.sparsity(model, list(weights)))
-    ctx.record("pruning", {"method": cfg.method, "pattern": pattern, "scope": scope,
-                           "global_sparsity": M.global_sparsity(model, list(weights))})
+    ctx.record("sparsity", M.sparsity(model, names))
+    ctx.record(PruningRecord(method=method, pattern=pattern, scope=scope,
+                             global_sparsity=M.global_sparsity(model, names)))

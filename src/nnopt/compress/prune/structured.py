@@ -14,12 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnopt.core.errors import NnoptError
+from nnopt.core.extras import require
 from nnopt.data.base import Split
-from nnopt.errors import NnoptError
 
 
 def _importance(name: str):  # -> torch_pruning Importance
-    import torch_pruning as tp
+    tp = require("torch_pruning", "channel pruning")
 
     if name == "l1":
         return tp.importance.GroupMagnitudeImportance(p=1)
@@ -76,7 +77,7 @@ def channel_prune(model: nn.Module, example: torch.Tensor, *, amount: float, imp
                   budget: Callable[[nn.Module], bool] | None = None, steps: int = 20,
                   max_amount: float = 0.9) -> dict[str, object]:
     """Prune ``model`` in place; with ``budget``, prune in steps until ``budget(model)`` holds."""
-    import torch_pruning as tp
+    tp = require("torch_pruning", "channel pruning")
 
     modules = dict(model.named_modules())
     ratio_dict = None

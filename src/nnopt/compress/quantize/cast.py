@@ -9,8 +9,9 @@ import onnx
 import torch
 from torch import nn
 
-from nnopt.errors import NnoptError
-from nnopt.models.saving import TRANSFORMS
+from nnopt.core.environment import onnxruntime
+from nnopt.core.errors import NnoptError
+from nnopt.core.registry import TRANSFORMS
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -22,7 +23,7 @@ def _apply(model: nn.Module, transform: dict) -> None:
     model.artifact = True  # PyTorch-only: no ONNX export of a half-precision graph here
 
 
-TRANSFORMS["cast"] = _apply
+TRANSFORMS.add("cast", _apply)
 
 
 def torch_cast(model: nn.Module, dtype: str) -> nn.Module:
@@ -38,6 +39,7 @@ def torch_cast(model: nn.Module, dtype: str) -> nn.Module:
 
 def onnx_fp16(fp32: bytes) -> bytes:
     """The graph with fp16 weights and compute, fp32 at its inputs and outputs."""
+    onnxruntime()  # telemetry off before its first import
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = convert_float_to_float16(onnx.load_from_string(fp32), keep_io_types=True)

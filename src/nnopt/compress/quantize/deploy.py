@@ -11,7 +11,7 @@ from torch import nn
 
 from nnopt.measure.base import Measurement
 from nnopt.measure.latency import measure_target
-from nnopt.recipe import Target
+from nnopt.measure.target import Target
 
 FAST = {"warmup": 5, "repeats": 30, "min_seconds": 0.3}
 MARGIN = 1.05  # int8 must be >= 5% faster than fp32 on the same runtime to count as faster

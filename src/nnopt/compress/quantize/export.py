@@ -12,11 +12,11 @@ from torch import nn
 
 from nnopt.compress.quantize.onnx_model import OnnxModel
 from nnopt.context import RunContext
-from nnopt.errors import NnoptError
+from nnopt.core.compute import predict
+from nnopt.core.config import Strict
+from nnopt.core.errors import NnoptError
+from nnopt.core.registry import STEPS
 from nnopt.measure.base import check_exportable
-from nnopt.recipe import Strict
-from nnopt.registry import STEPS
-from nnopt.train.fit import predict
 
 
 class ExportConfig(Strict):

@@ -10,8 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnopt.compress.quantize.fake_quant import (dequantize, qrange, quantize, sqnr_db,
-                                                weight_scale)
+from nnopt.compress.quantize.fake_quant import dequantize, qrange, quantize, sqnr_db, weight_scale
 from nnopt.compress.quantize.qat import LAYERS
 from nnopt.data.base import Split
 from nnopt.train.fit import evaluate

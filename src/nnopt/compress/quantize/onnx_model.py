@@ -14,22 +14,29 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx.external_data_helper import (_get_all_tensors, load_external_data_for_tensor,
-                                       uses_external_data)
 import torch
+from onnx.external_data_helper import (
+    _get_all_tensors,
+    load_external_data_for_tensor,
+    uses_external_data,
+)
 from torch import nn
 
-from nnopt.errors import ModelFileError, first_line
-from nnopt.fileio import atomic_write_bytes, atomic_write_json
+from nnopt.compress.quantize.onnx_head import append_head
+from nnopt.core.errors import ModelFileError, first_line
+from nnopt.core.fileio import atomic_write_bytes, atomic_write_json
+from nnopt.core.registry import FORMATS
+from nnopt.measure.runtimes import ort_session
+from nnopt.models.artifact import Artifact
+from nnopt.models.saving import read_checked
 
 ONNX_FILE = "model.onnx"
 
 
-class OnnxModel(nn.Module):
+class OnnxModel(Artifact):
     """Runs an ONNX graph with ONNX Runtime on CPU; ``spec`` says where it came from."""
 
     runtime = "onnxruntime"
-    artifact = True
 
     def __init__(self, onnx_bytes: bytes, spec: dict[str, Any], threads: int = 1) -> None:
         super().__init__()
@@ -39,7 +46,6 @@ class OnnxModel(nn.Module):
         self._session: Any = None
 
     def session(self, threads: int | None = None):  # -> onnxruntime.InferenceSession
-        from nnopt.measure.runtimes import ort_session
 
         if threads is not None and threads != self.threads:
             return ort_session(self.onnx_bytes, threads)
@@ -64,6 +70,15 @@ class OnnxModel(nn.Module):
         graph = onnx.load_from_string(self.onnx_bytes).graph
         return int(sum(np.prod(t.dims) for t in graph.initializer
                        if not t.name.endswith(("_scale", "_zero_point")) and len(t.dims) > 0))
+
+    def exported_onnx(self) -> bytes:
+        return self.onnx_bytes
+
+    def with_calibration(self, head: nn.Module, record: dict[str, Any],
+                         num_classes: int) -> OnnxModel:
+        self.calibrated_already()
+        return OnnxModel(append_head(self.onnx_bytes, head, num_classes),
+                         {**self.spec, "calibration": record}, self.threads)
 
     def save_to(self, folder: Path) -> Path:
         atomic_write_bytes(folder / ONNX_FILE, self.onnx_bytes)
@@ -94,9 +109,8 @@ def with_external_data(proto: onnx.ModelProto, folder: Path, source: str) -> boo
     return found
 
 
-def load_onnx_model(folder: Path, spec: dict[str, Any]) -> OnnxModel:
-    from nnopt.models.saving import read_checked
-
+def load_onnx_model(folder: Path, spec: dict[str, Any], trust: tuple[str, ...] = ()) -> OnnxModel:
+    """An exported ONNX artifact (no code runs: ``trust`` is unused, as for every ONNX file)."""
     path = folder / ONNX_FILE
     blob = read_checked(folder, ONNX_FILE, spec)
     try:
@@ -110,3 +124,5 @@ def load_onnx_model(folder: Path, spec: dict[str, Any]) -> OnnxModel:
         raise ModelFileError(f"{path} is corrupt: {first_line(exc)}") from None
     return OnnxModel(blob, {k: v for k, v in spec.items() if k != "weights_sha256"})
 
+
+FORMATS.add("nnopt-onnx", load_onnx_model)

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 import torch
 
-from nnopt.environment import cpu_flags
+from nnopt.core.environment import cpu_flags, onnxruntime
 
 
 def has_vnni() -> bool:
@@ -48,6 +48,7 @@ class _Reader:
 
 
 def _qtype(name: str):  # noqa: ANN202
+    onnxruntime()  # telemetry off before its first import
     from onnxruntime.quantization import QuantType
 
     return {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[name]
@@ -58,8 +59,14 @@ def quantize_onnx(fp32: bytes, *, mode: str, weight_type: str, per_channel: bool
                   calibrate_method: str = "minmax", percentile: float = 99.999,
                   batch_size: int = 64) -> bytes:
     """Quantize an fp32 ONNX model's bytes; return the int8 model's bytes."""
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_dynamic, quantize_static)
+    onnxruntime()  # telemetry off before its first import
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,8 +99,7 @@ def integer_ops(onnx_bytes: bytes, *, as_run: bool = True) -> dict[str, int]:
     """Counts of quantized operators; ``as_run``: in the graph ONNX Runtime actually executes
     after its optimiser has fused Q/DQ pairs into integer kernels (QLinearConv, ...)."""
     if as_run:
-        import onnxruntime as ort
-
+        ort = onnxruntime()
         with tempfile.TemporaryDirectory() as tmp:
             opts = ort.SessionOptions()
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED

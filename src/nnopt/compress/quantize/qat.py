@@ -17,8 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnopt.compress.quantize.fake_quant import (act_qparams, fake_quant, lsq_fake_quant, qrange,
-                                                weight_scale)
+from nnopt.compress.quantize.fake_quant import (
+    act_qparams,
+    fake_quant,
+    lsq_fake_quant,
+    qrange,
+    weight_scale,
+)
 
 LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 

@@ -8,17 +8,17 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
+from nnopt.compress.distill.step import distillation_task
 from nnopt.compress.distill.task import DistillConfig
 from nnopt.compress.quantize.fake_quant import sqnr_db
 from nnopt.compress.quantize.mixed import assign_bits, layer_bits_sensitivity
 from nnopt.compress.quantize.onnx_model import OnnxModel
 from nnopt.compress.quantize.qat import QuantLayer, apply_plan, plan, weight_bits_bytes
 from nnopt.context import RunContext
-from nnopt.errors import NnoptError
-from nnopt.models.saving import TRANSFORMS
-from nnopt.recipe import Strict
-from nnopt.registry import STEPS
-from nnopt.train.fit import TrainConfig, fit
+from nnopt.core.config import Strict
+from nnopt.core.errors import NnoptError
+from nnopt.core.registry import STEPS, TRANSFORMS
+from nnopt.train.fit import TrainConfig, label_smoothing
 
 
 class QatConfig(Strict):
@@ -51,7 +51,7 @@ def _reapply(model: nn.Module, transform: dict) -> None:
     apply_plan(model, transform["layers"])
 
 
-TRANSFORMS["qat"] = _reapply
+TRANSFORMS.add("qat", _reapply)
 
 
 @STEPS.register("qat", config=QatConfig,
@@ -80,11 +80,8 @@ def qat(model: nn.Module, cfg: QatConfig, ctx: RunContext) -> nn.Module:
                                                {"kind": "qat", "layers": layers}]}
     task = None
     if cfg.distill:
-        from nnopt.compress.distill.step import distillation_task
-
-        task = distillation_task(cfg.distill, ctx, cfg.finetune.label_smoothing)
-    state = fit(model, ctx.data.train, config=cfg.finetune, val=ctx.data.val, task=task,
-                callbacks=ctx.callbacks(model), stage=ctx.stage, seed=ctx.seed)
+        task = distillation_task(cfg.distill, ctx, label_smoothing(cfg.finetune))
+    ctx.fit(model, cfg.finetune, task=task)
     model.eval()
     rows = {}
     for name, m in model.named_modules():
@@ -92,8 +89,6 @@ def qat(model: nn.Module, cfg: QatConfig, ctx: RunContext) -> nn.Module:
             with torch.no_grad():
                 rows[name] = {"w_bits": m.w_bits, "a_bits": m.a_bits,
                               "sqnr_db": sqnr_db(m.layer.weight, m.quantized_weight())}
-    ctx.record("history", state.history)
-    ctx.record("training", state.notes)
     ctx.record("qat", {"layers": rows, "packed_weight_bytes": weight_bits_bytes(layers, model),
                        "mean_w_bits": sum(r["w_bits"] * dict(model.named_modules())[n].layer
                                           .weight.numel() for n, r in rows.items())

@@ -20,9 +20,10 @@ from nnopt.compress.quantize.ort import choose_weight_type, integer_ops, quantiz
 from nnopt.compress.quantize.qat import has_qat, snap_for_deploy
 from nnopt.compress.quantize.torch_int8 import TorchInt8Model
 from nnopt.context import RunContext
-from nnopt.errors import NnoptError
-from nnopt.recipe import Strict
-from nnopt.registry import STEPS
+from nnopt.core.config import Strict
+from nnopt.core.errors import NnoptError
+from nnopt.core.registry import STEPS
+from nnopt.models.artifact import Artifact
 from nnopt.train.fit import evaluate
 
 ROUNDS = 3  # alternating measurement rounds per candidate deployment
@@ -94,7 +95,7 @@ def _candidates(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext, fp32: by
 def quantize(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext) -> nn.Module:
     """Quantize to int8 for ONNX Runtime (static QDQ or dynamic) and measure what it bought."""
     if isinstance(model, OnnxModel) and model.spec.get("precision") != "fp32" or \
-            getattr(model, "artifact", False) and not isinstance(model, OnnxModel):
+            isinstance(model, Artifact) and not isinstance(model, OnnxModel):
         raise NnoptError("the model is already quantized or cast; quantize a PyTorch or fp32 "
                          "ONNX model")
     torch_model = next((m for m in [model, *reversed(ctx.models.values())]

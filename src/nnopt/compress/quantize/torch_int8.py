@@ -9,9 +9,11 @@ the quantized graph without pickle.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,12 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from nnopt.errors import ModelFileError, NnoptError, first_line
-from nnopt.fileio import atomic_write_bytes, atomic_write_json
+from nnopt.core.environment import environ_kept
+from nnopt.core.errors import ModelFileError, NnoptError, first_line
+from nnopt.core.fileio import atomic_write_bytes, atomic_write_json
+from nnopt.core.registry import FORMATS
+from nnopt.models.artifact import Artifact
+from nnopt.models.saving import build_from_spec, head_from_record, read_checked
 
 FILE = "model.safetensors"
 
@@ -45,14 +51,25 @@ def engine() -> str:
     raise NnoptError(f"no quantized engine in this torch build (supported: {engines})")
 
 
+@contextlib.contextmanager
+def quantized_engine(name: str | None = None) -> Iterator[str]:
+    """Run under torch's quantized kernel engine ``name`` (default: ``engine()``), restoring the
+    caller's engine afterwards (nnopt leaves global torch settings as it found them)."""
+    before = torch.backends.quantized.engine
+    name = name or engine()
+    torch.backends.quantized.engine = name
+    try:
+        yield name
+    finally:
+        torch.backends.quantized.engine = before
+
+
 def build(float_model: nn.Module, method: str, calibration: torch.Tensor,
           batch_size: int = 64) -> nn.Module:
     """The quantized PyTorch module (an FX GraphModule for static, a module for dynamic)."""
     qconfig_mapping, prepare_fx, convert_fx, quantize_dynamic = _ao()
     model = copy.deepcopy(float_model).eval()
-    name = engine()
-    torch.backends.quantized.engine = name
-    with warnings.catch_warnings():
+    with environ_kept(), quantized_engine() as name, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if method == "torch-dynamic":
             return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
@@ -120,11 +137,10 @@ def _load_state(q: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
                 params[key[len("param."):]].copy_(value)
 
 
-class TorchInt8Model(nn.Module):
+class TorchInt8Model(Artifact):
     """A torch.ao int8 model as a stage artifact (PyTorch runtime only)."""
 
     runtime = "torch"
-    artifact = True
 
     def __init__(self, qmodel: nn.Module, spec: dict[str, Any],
                  head: nn.Module | None = None) -> None:
@@ -134,12 +150,21 @@ class TorchInt8Model(nn.Module):
         self.head = head  # a float calibration map on the int8 model's logits (spec: calibration)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.qmodel(x)
+        with quantized_engine():
+            out = self.qmodel(x)
         return out if self.head is None else self.head(out)
 
     def param_count(self) -> int:
         return int(sum(v.numel() for k, v in _state(self.qmodel).items()
                        if k.endswith((".w_int", ".bias")) or k.startswith("param.")))
+
+    def with_calibration(self, head: nn.Module, record: dict[str, Any],
+                         num_classes: int) -> TorchInt8Model:
+        self.calibrated_already()
+        out = copy.deepcopy(self)
+        out.head = head
+        out.spec = {**out.spec, "calibration": record}
+        return out
 
     def save_to(self, folder: Path) -> Path:
         head = {} if self.head is None else {
@@ -156,8 +181,6 @@ def load_torch_int8(folder: Path, spec: dict[str, Any], trust: tuple[str, ...] =
                     ) -> TorchInt8Model:
     """Rebuild the quantized graph from the float architecture (its spec is data, checked like
     a model folder's; ``trust`` lists the factories vouched for), then load the int8 tensors."""
-    from nnopt.models.saving import build_from_spec, read_checked
-
     path = folder / FILE
     blob = read_checked(folder, FILE, spec)
     try:
@@ -176,9 +199,7 @@ def load_torch_int8(folder: Path, spec: dict[str, Any], trust: tuple[str, ...] =
     try:
         q = build(float_model, method, calib)
         if spec.get("calibration"):
-            from nnopt.trust.calibration.scaling import build_head
-
-            head = build_head(spec["calibration"], source["num_classes"])
+            head = head_from_record(spec["calibration"], source["num_classes"])
             head.load_state_dict({k[len("head."):]: v for k, v in tensors.items()
                                   if k.startswith("head.")})
         _load_state(q, {k: v for k, v in tensors.items() if not k.startswith("head.")})
@@ -186,3 +207,6 @@ def load_torch_int8(folder: Path, spec: dict[str, Any], trust: tuple[str, ...] =
         raise ModelFileError(f"{folder}: int8 tensors do not match the spec: "
                              f"{first_line(exc)}") from None
     return TorchInt8Model(q, {k: v for k, v in spec.items() if k != "weights_sha256"}, head)
+
+
+FORMATS.add("nnopt-torch-int8", load_torch_int8)

@@ -1,4 +1,2 @@
 """Self-supervised pre-training (SimCLR, SimSiam, masked/denoising auto-encoding) and learning
 from few labels (linear probe, fine-tuning), with the embedding metrics (k-NN, collapse)."""
-
-from nnopt.learn.selfsup import finetune, metrics, pretrain, report  # noqa: F401  (registration)

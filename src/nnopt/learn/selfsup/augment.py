@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from nnopt.recipe import Strict
+from nnopt.core.config import Strict
 
 
 class AugmentConfig(Strict):

@@ -20,14 +20,14 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from nnopt.context import RunContext
-from nnopt.errors import NnoptError
+from nnopt.core.config import Seed, Strict
+from nnopt.core.errors import NnoptError
+from nnopt.core.registry import STEPS
 from nnopt.learn.selfsup.augment import AugmentConfig, augment
 from nnopt.learn.selfsup.embedding import ProbeConfig, classifier, embed, linear_probe
 from nnopt.learn.selfsup.fixmatch import FixmatchConfig, FixmatchTask
 from nnopt.measure.base import is_artifact
-from nnopt.recipe import Seed, Strict
-from nnopt.registry import STEPS
-from nnopt.train.fit import TrainConfig, fit
+from nnopt.train.fit import TrainConfig
 from nnopt.train.task import ClassificationTask
 
 
@@ -128,10 +128,7 @@ def finetune(model: nn.Module, cfg: FinetuneConfig, ctx: RunContext) -> nn.Modul
         if cfg.encoder_lr != 1.0:
             head = set(classifier(out).parameters())
             scale = {p: cfg.encoder_lr for p in out.parameters() if p not in head}
-        state = fit(out, subset, config=cfg.train, task=task, callbacks=ctx.callbacks(out),
-                    stage=ctx.stage, seed=ctx.seed, lr_scale=scale)
-        ctx.record("history", state.history)
-        ctx.record("training", state.notes)
+        state = ctx.fit(out, cfg.train, task=task, train=subset, val=False, lr_scale=scale)
         info["train"] = {"epochs": cfg.train.epochs, "lr": cfg.train.lr,
                          "encoder_lr": cfg.encoder_lr, "batch_size": cfg.train.batch_size,
                          "precision": cfg.train.precision,

@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from nnopt.core.config import Strict
+from nnopt.core.registry import TASKS
 from nnopt.learn.selfsup.augment import AugmentConfig, augment
-from nnopt.recipe import Strict
 from nnopt.train.task import TrainingTask
 
 
@@ -83,3 +84,7 @@ class FixmatchTask(TrainingTask):
                                    cfg.weight)
         self.rates.append(float(mask.mean()))
         return {"loss": loss, "output": out[:n]}
+
+
+# chosen by its step, not by a `task:` block (it needs what the step builds)
+TASKS.add("fixmatch", FixmatchTask, built_by="the finetune step (method: fixmatch)")

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nnopt.core.registry import TASKS
 from nnopt.learn.selfsup.embedding import classifier, embed_batch
 from nnopt.train.task import TrainingTask
 
@@ -28,6 +29,8 @@ def patch_mask(shape: torch.Size, patch: int, ratio: float, g: torch.Generator) 
 
 
 class MaskedTask(TrainingTask):
+    """Masked / denoising auto-encoding: reconstruct blanked, noised input patches."""
+
     def __init__(self, input_shape: tuple[int, ...], mask_ratio: float, patch: int,
                  noise: float, hidden: int, seed: int, visible_weight: float = 0.1) -> None:
         self.shape, self.ratio, self.patch = tuple(input_shape), mask_ratio, patch
@@ -53,3 +56,7 @@ class MaskedTask(TrainingTask):
         masked = (err * mask).sum() / mask.sum().clamp_min(1)
         visible = (err * (1 - mask)).sum() / (1 - mask).sum().clamp_min(1)
         return {"loss": masked + self.visible_weight * visible}
+
+
+# chosen by its step, not by a `task:` block (it needs what the step builds)
+TASKS.add("masked", MaskedTask, built_by="the pretrain step (method: masked)")

@@ -4,16 +4,19 @@ split with the whole labelled training split as memory bank, k = 200, cosine) an
 
 from __future__ import annotations
 
+import torch
+
+from nnopt.core.registry import METRICS
 from nnopt.learn.selfsup.embedding import embed, embedding_std, knn_predict
 from nnopt.measure.base import Measurement, is_artifact
-from nnopt.registry import METRICS
+from nnopt.measure.quantity import FRACTION, SCORE
 
 
 def _embeddable(m: Measurement) -> bool:
     return not is_artifact(m.model)
 
 
-@METRICS.register("knn", produces=["knn_accuracy"])
+@METRICS.register("knn", produces=["knn_accuracy"], quantity=FRACTION)
 def knn(m: Measurement) -> dict[str, float]:
     """k-NN accuracy (k = 200, cosine, weighted votes) of the embedding, training split as bank."""
     if not _embeddable(m):
@@ -23,14 +26,12 @@ def knn(m: Measurement) -> dict[str, float]:
     return {"knn_accuracy": (pred == m.labels).double().mean().item()}
 
 
-@METRICS.register("embedding_std", produces=["embedding_std"])
+@METRICS.register("embedding_std", produces=["embedding_std"], quantity=SCORE)
 def embedding_std_metric(m: Measurement) -> dict[str, float]:
     """Collapse check: std of the L2-normalised test embeddings x sqrt(dim) (~1 healthy, 0
     collapsed); with the first two principal components kept for the report's figure."""
     if not _embeddable(m):
         return {}
-    import torch
-
     z = m.embedding.double()
     n = min(len(z), 1000)
     zc = z[:n] - z[:n].mean(0)

@@ -19,16 +19,25 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from nnopt.context import RunContext
+from nnopt.core.config import Strict
+from nnopt.core.errors import NnoptError
+from nnopt.core.registry import STEPS
 from nnopt.data.base import Split
-from nnopt.errors import NnoptError
 from nnopt.learn.selfsup.augment import AugmentConfig
-from nnopt.learn.selfsup.embedding import (ProbeConfig, classifier, embed, embedding_std,
-                                           knn_predict, linear_probe)
+from nnopt.learn.selfsup.embedding import (
+    ProbeConfig,
+    classifier,
+    embed,
+    embedding_std,
+    knn_predict,
+    linear_probe,
+)
+from nnopt.learn.selfsup.masked import MaskedTask
+from nnopt.learn.selfsup.simclr import SimclrTask
+from nnopt.learn.selfsup.simsiam import SimsiamTask
 from nnopt.measure.base import is_artifact
-from nnopt.recipe import Strict
-from nnopt.registry import STEPS
 from nnopt.train.callbacks import Callback, FitState
-from nnopt.train.fit import TrainConfig, fit
+from nnopt.train.fit import TrainConfig
 from nnopt.train.task import TrainingTask
 
 
@@ -73,18 +82,12 @@ class PretrainConfig(Strict):
 
 def make_task(cfg: PretrainConfig, input_shape: tuple[int, ...], seed: int) -> TrainingTask:
     if cfg.method == "simclr":
-        from nnopt.learn.selfsup.simclr import SimclrTask
-
         local = cfg.augment.model_copy(update={"crop": cfg.local_crop})
         return SimclrTask(cfg.augment, cfg.temperature, cfg.proj_dim, seed,
                           local_views=cfg.local_views, local_augment=local,
                           proj_hidden=cfg.proj_hidden, proj_layers=cfg.proj_layers)
     if cfg.method == "simsiam":
-        from nnopt.learn.selfsup.simsiam import SimsiamTask
-
         return SimsiamTask(cfg.augment, cfg.proj_dim, seed, cfg.proj_hidden, cfg.proj_layers)
-    from nnopt.learn.selfsup.masked import MaskedTask
-
     return MaskedTask(input_shape, cfg.mask_ratio, cfg.patch, cfg.noise, cfg.decoder_hidden, seed)
 
 
@@ -129,9 +132,8 @@ def pretrain(model: nn.Module, cfg: PretrainConfig, ctx: RunContext) -> nn.Modul
         callbacks.insert(0, EmbeddingMonitor(train.take(idx[:cfg.monitor_labels]),
                                              ctx.data.val, ctx.data.num_classes, cfg))
     task = make_task(cfg, ctx.data.input_shape, ctx.seed)
-    state = fit(out, unlabeled, config=cfg.train, task=task, callbacks=callbacks,
-                stage=ctx.stage, seed=ctx.seed)
-    ctx.record("history", state.history)
+    state = ctx.fit(out, cfg.train, task=task, train=unlabeled, val=False, callbacks=callbacks,
+                    record="history")
     ctx.record("pretrain", {"method": cfg.method, "examples": len(train),
                             "epochs": len(state.history), "precision": cfg.train.precision,
                             **({} if cfg.method == "masked" else {"views": 2 + cfg.local_views}),

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
+from nnopt.report import plots
 from nnopt.report.model import StageRecord
 from nnopt.report.plots import _save
 from nnopt.report.render import Doc, fmt, register_section
@@ -45,7 +45,7 @@ def protocol(s: StageRecord) -> str:
 
 
 def _curves(doc: Doc, stages: list[tuple[str, list[dict[str, Any]]]], figs: Path) -> None:
-    fig, (ax_a, ax_s) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (ax_a, ax_s) = plots.subplots(1, 2, figsize=(10, 3.6))
     for lab, hist in stages:
         pts = [h for h in hist if "knn_accuracy" in h]
         ep = [h["epoch"] for h in pts]
@@ -70,7 +70,7 @@ def _curves(doc: Doc, stages: list[tuple[str, list[dict[str, Any]]]], figs: Path
 
 def _pca(doc: Doc, stages: list[tuple[str, dict[str, Any]]], figs: Path) -> None:
     stages = stages[:4]
-    fig, axes = plt.subplots(1, len(stages), figsize=(3.6 * len(stages), 3.6), squeeze=False)
+    fig, axes = plots.subplots(1, len(stages), figsize=(3.6 * len(stages), 3.6), squeeze=False)
     for ax, (lab, pca) in zip(axes[0], stages):
         xy = list(zip(*pca["xy"]))
         sc = ax.scatter(xy[0], xy[1], c=pca["labels"], cmap="tab10", s=4, vmin=-0.5,

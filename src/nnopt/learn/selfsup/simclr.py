@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnopt.core.registry import TASKS
 from nnopt.learn.selfsup.augment import AugmentConfig, augment
 from nnopt.learn.selfsup.embedding import classifier, embed_batch
 from nnopt.train.task import TrainingTask
@@ -79,3 +80,7 @@ class SimclrTask(TrainingTask):
         views += [augment(x, self.local_aug, self.gen) for _ in range(self.local_views)]
         z = self.head(embed_batch(model, torch.cat(views))).split(len(x))
         return {"loss": multi_view_nt_xent(list(z), 2, self.temperature)}
+
+
+# chosen by its step, not by a `task:` block (it needs what the step builds)
+TASKS.add("simclr", SimclrTask, built_by="the pretrain step (method: simclr)")

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnopt.core.registry import TASKS
 from nnopt.learn.selfsup.augment import AugmentConfig, augment
 from nnopt.learn.selfsup.embedding import classifier, embed_batch
 from nnopt.learn.selfsup.simclr import mlp_head
@@ -27,6 +28,8 @@ def simsiam_loss(p1: torch.Tensor, z1: torch.Tensor, p2: torch.Tensor, z2: torch
 
 
 class SimsiamTask(TrainingTask):
+    """SimSiam: negative cosine between one view's prediction and the other's projection."""
+
     def __init__(self, augment_cfg: AugmentConfig, proj_dim: int, seed: int,
                  proj_hidden: int | None = None, proj_layers: int = 2) -> None:
         self.aug, self.proj_dim = augment_cfg, proj_dim
@@ -52,3 +55,7 @@ class SimsiamTask(TrainingTask):
         p = self.predictor(z)
         n = len(x)
         return {"loss": simsiam_loss(p[:n], z[:n], p[n:], z[n:])}
+
+
+# chosen by its step, not by a `task:` block (it needs what the step builds)
+TASKS.add("simsiam", SimsiamTask, built_by="the pretrain step (method: simsiam)")

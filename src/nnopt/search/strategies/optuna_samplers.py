@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from nnopt.core.extras import require
 from nnopt.search.space import MacroSpace
 
 
@@ -19,7 +20,7 @@ def _primitive(values: list[Any]) -> bool:
 class OptunaStrategy:
     def __init__(self, space: MacroSpace, objectives: int, seed: int, sampler: str,
                  store: Path | None, population: int = 10) -> None:
-        import optuna
+        optuna = require("optuna", "the tpe and nsga2 strategies")
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from nnopt.core.extras import require
+
 EPS = 1e-6
 
 
@@ -86,6 +88,7 @@ class IsotonicCalibration(nn.Module):
 
 def fit_isotonic(logits: torch.Tensor, labels: torch.Tensor) -> IsotonicCalibration:
     """scikit-learn's isotonic regression per class, stored as padded knot tables."""
+    require("sklearn", "isotonic calibration")
     from sklearn.isotonic import IsotonicRegression
 
     p = logits.double().softmax(1).numpy()

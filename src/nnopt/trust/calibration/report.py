@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
+from nnopt.report import plots
 from nnopt.report.model import StageRecord
 from nnopt.report.plots import _save
 from nnopt.report.render import Doc, register_section
+from nnopt.trust.calibration.records import CalibrationRecord
 
 MAX_PANELS = 12
 
@@ -19,13 +19,14 @@ def calibration_section(doc: Doc, labels: list[str], records: list[StageRecord],
                         figs: Path) -> None:
     rows = []
     for lab, s in zip(labels, records):
-        c = s.details.get("calibration")
+        c = CalibrationRecord.of(s.details)
         if c:
-            acc = (f"{100 * c['val_accuracy_before']:.2f}% -> {100 * c['val_accuracy_after']:.2f}%"
-                   if "val_accuracy_before" in c else "-")
-            rows.append([lab, c["method"], f"{c['temperature']:.3f}" if "temperature" in c else "-",
-                         c["fitted_on"], f"{c['val_ece_before']:.4f}", f"{c['val_ece_after']:.4f}",
-                         acc])
+            acc = (f"{100 * c.val_accuracy_before:.2f}% -> {100 * c.val_accuracy_after:.2f}%"
+                   if c.val_accuracy_before is not None and c.val_accuracy_after is not None
+                   else "-")
+            rows.append([lab, c.method, f"{c.temperature:.3f}" if c.temperature is not None
+                         else "-", c.fitted_on, f"{c.val_ece_before:.4f}",
+                         f"{c.val_ece_after:.4f}", acc])
     if rows:
         doc.h2("Post-hoc calibration")
         doc.p("Each map was fitted on the validation split (never on test): the scaling maps by "
@@ -46,7 +47,7 @@ def reliability_section(doc: Doc, labels: list[str], records: list[StageRecord],
     shown = stages[:MAX_PANELS]
     cols = min(4, len(shown))
     rows = math.ceil(len(shown) / cols)
-    fig, axes = plt.subplots(2 * rows, cols, figsize=(3.2 * cols, 4.4 * rows), squeeze=False,
+    fig, axes = plots.subplots(2 * rows, cols, figsize=(3.2 * cols, 4.4 * rows), squeeze=False,
                              gridspec_kw={"height_ratios": [3, 1] * rows})
     for i, (lab, rel, ece) in enumerate(shown):
         top, bottom = axes[2 * (i // cols)][i % cols], axes[2 * (i // cols) + 1][i % cols]

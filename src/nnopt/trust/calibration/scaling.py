@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnopt.core.registry import HEADS
+from nnopt.models.saving import head_from_record
 from nnopt.trust.calibration.binning import HistogramBinning, IsotonicCalibration, fit_isotonic
 
 Method = Literal["temperature", "vector", "matrix", "histogram", "isotonic"]
@@ -53,9 +55,9 @@ class MatrixScaling(nn.Linear):
             self.bias.zero_()
 
 
-HEADS: dict[str, type[nn.Module]] = {"temperature": Temperature, "vector": VectorScaling,
-                                     "matrix": MatrixScaling, "histogram": HistogramBinning,
-                                     "isotonic": IsotonicCalibration}
+for _name, _cls in {"temperature": Temperature, "vector": VectorScaling, "matrix": MatrixScaling,
+                    "histogram": HistogramBinning, "isotonic": IsotonicCalibration}.items():
+    HEADS.add(_name, _cls)
 
 
 def head_size(head: nn.Module) -> int | None:
@@ -69,13 +71,7 @@ def head_size(head: nn.Module) -> int | None:
 
 def build_head(record: dict, num_classes: int) -> nn.Module:
     """An unfitted head of the kind a spec records ({"method": ..., "size": ...})."""
-    size = record.get("size")
-    if record.get("method") not in HEADS:
-        raise ValueError(f"unknown calibration head {str(record.get('method'))[:30]!r}")
-    if size is not None and (type(size) is not int or not 1 <= size <= 100_000):
-        raise ValueError(f"calibration head size must be an integer in 1..100000, got "
-                         f"{str(size)[:30]}")
-    return HEADS[record["method"]](num_classes, *([size] if size is not None else []))
+    return head_from_record(record, num_classes)
 
 
 def fit_head(method: Method, logits: torch.Tensor, labels: torch.Tensor, *,
@@ -85,12 +81,12 @@ def fit_head(method: Method, logits: torch.Tensor, labels: torch.Tensor, *,
     off-diagonal idea, simplified), the binning heads by their own fit."""
     if method not in HEADS:
         raise ValueError(f"unknown calibration method '{method}'; choose "
-                         + ", ".join(HEADS))
+                         + ", ".join(HEADS.names()))
     if method == "histogram":
         return HistogramBinning(logits.shape[1], bins).fit(logits, labels)
     if method == "isotonic":
         return fit_isotonic(logits, labels)
-    head = HEADS[method](logits.shape[1]).double()
+    head = HEADS.get(method).fn(logits.shape[1]).double()
     init = {k: v.detach().clone() for k, v in head.state_dict().items()}
     logits = logits.detach().double()
     opt = torch.optim.LBFGS(head.parameters(), lr=0.5, max_iter=max_iter,

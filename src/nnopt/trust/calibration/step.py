@@ -11,13 +11,14 @@ from pydantic import Field
 from torch import nn
 
 from nnopt.context import RunContext
-from nnopt.errors import NnoptError
-from nnopt.measure.base import is_artifact
-from nnopt.models.saving import TRANSFORMS
-from nnopt.recipe import Strict
-from nnopt.registry import STEPS
-from nnopt.train.fit import predict
-from nnopt.trust.calibration.metrics import expected_calibration_error
+from nnopt.core.compute import predict
+from nnopt.core.config import Strict
+from nnopt.core.errors import NnoptError
+from nnopt.core.registry import STEPS, TRANSFORMS
+from nnopt.measure.base import is_nnopt_model
+from nnopt.measure.calibration import expected_calibration_error
+from nnopt.models.artifact import Artifact
+from nnopt.trust.calibration.records import CalibrationRecord
 from nnopt.trust.calibration.scaling import Method, build_head, fit_head, head_size
 
 
@@ -41,32 +42,15 @@ def _reapply(model: nn.Module, transform: dict[str, Any]) -> None:
     model.net = nn.Sequential(model.net, build_head(transform, model.spec["num_classes"]))
 
 
-TRANSFORMS["calibrate"] = _reapply
+TRANSFORMS.add("calibrate", _reapply)
 
 
 def _calibrated(model: nn.Module, head: nn.Module, record: dict[str, Any],
                 num_classes: int) -> nn.Module:
     """The model with ``head`` on its logits, in the model's own form (PyTorch, ONNX, int8)."""
-    from nnopt.compress.quantize.onnx_model import OnnxModel
-    from nnopt.compress.quantize.torch_int8 import TorchInt8Model
-
-    if isinstance(model, OnnxModel):
-        from nnopt.trust.calibration.onnx_head import append_head
-
-        if model.spec.get("calibration"):
-            raise NnoptError("this ONNX artifact is already calibrated; calibrate the stage "
-                             "before it instead (from: <stage>)")
-        return OnnxModel(append_head(model.onnx_bytes, head, num_classes),
-                         {**model.spec, "calibration": record}, model.threads)
-    if isinstance(model, TorchInt8Model):
-        if model.head is not None:
-            raise NnoptError("this int8 model is already calibrated; calibrate the stage before "
-                             "it instead (from: <stage>)")
-        out = copy.deepcopy(model)
-        out.head = head
-        out.spec = {**out.spec, "calibration": record}
-        return out
-    if is_artifact(model) or not hasattr(model, "net"):
+    if isinstance(model, Artifact):
+        return model.with_calibration(head, record, num_classes)
+    if not is_nnopt_model(model):
         raise NnoptError(f"calibrate cannot append a map to a {type(model).__name__}; it takes "
                          "nnopt PyTorch models, ONNX artifacts and torch int8 artifacts")
     out = copy.deepcopy(model)
@@ -89,12 +73,11 @@ def calibrate(model: nn.Module, cfg: CalibrateConfig, ctx: RunContext) -> nn.Mod
     out = _calibrated(model, head, _record(cfg, head), logits.shape[1])
     with torch.no_grad():
         after = head(logits)  # the appended head on the logits already computed
-    info = {"method": cfg.method, "fitted_on": f"validation ({len(val)} examples)",
-            "val_ece_before": expected_calibration_error(logits.double().softmax(1), val.y),
-            "val_ece_after": expected_calibration_error(after.double().softmax(1), val.y),
-            "val_accuracy_before": (logits.argmax(1) == val.y).double().mean().item(),
-            "val_accuracy_after": (after.argmax(1) == val.y).double().mean().item()}
-    if cfg.method == "temperature":
-        info["temperature"] = head.temperature
-    ctx.record("calibration", info)
+    ctx.record(CalibrationRecord(
+        method=cfg.method, fitted_on=f"validation ({len(val)} examples)",
+        val_ece_before=expected_calibration_error(logits.double().softmax(1), val.y),
+        val_ece_after=expected_calibration_error(after.double().softmax(1), val.y),
+        val_accuracy_before=(logits.argmax(1) == val.y).double().mean().item(),
+        val_accuracy_after=(after.argmax(1) == val.y).double().mean().item(),
+        temperature=head.temperature if cfg.method == "temperature" else None))
     return out

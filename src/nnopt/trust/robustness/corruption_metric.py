@@ -5,37 +5,38 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
+from nnopt.core.compute import predict
+from nnopt.core.config import Seed, Strict
+from nnopt.core.registry import METRICS
 from nnopt.measure.base import Measurement
-from nnopt.recipe import Seed, Strict
-from nnopt.registry import METRICS
-from nnopt.trust.robustness.corruptions import CORRUPTIONS, corrupt
+from nnopt.measure.quantity import FRACTION
+from nnopt.trust.robustness.corruptions import corrupt, corruption_names
 
 
 class CorruptionConfig(Strict):
     """Which corruptions, at which severities, on how many test images."""
 
-    types: list[str] = Field(default_factory=lambda: list(CORRUPTIONS),
+    types: list[str] = Field(default_factory=corruption_names,
                              description="corruption types (default: all)")
     severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
     examples: int = Field(2000, ge=1, description="the first N test images are corrupted")
     seed: Seed = 0
 
     def model_post_init(self, _: object) -> None:
-        bad = [t for t in self.types if t not in CORRUPTIONS]
+        bad = [t for t in self.types if t not in corruption_names()]
         if bad:
             raise ValueError(f"unknown corruption(s) {', '.join(bad)}; choose "
-                             f"{', '.join(CORRUPTIONS)}")
+                             f"{', '.join(corruption_names())}")
         if any(not 1 <= s <= 5 for s in self.severities):
             raise ValueError("severities are 1 to 5")
 
 
 @METRICS.register("corruption", config=CorruptionConfig,
-                  produces=["corruption_accuracy", "corruption_accuracy/<type>"])
+                  produces=["corruption_accuracy", "corruption_accuracy/<type>"],
+                  quantity=FRACTION)
 def corruption(m: Measurement) -> dict[str, float]:
     """Mean accuracy over every corruption type and severity (and per type, over severities)
     on the first ``examples`` test images; details hold the type x severity table."""
-    from nnopt.train.fit import predict
-
     cfg: CorruptionConfig = m.option("corruption")
     x, y = m.data.test.x[:cfg.examples], m.data.test.y[:cfg.examples]
     if x.dim() != 4 or x.dtype not in (torch.float32, torch.float64):

@@ -16,14 +16,19 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image  # pillow: a dependency of matplotlib
+
+from nnopt.core.registry import CORRUPTIONS
 
 Corruption = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
-CORRUPTIONS: dict[str, Corruption] = {}
 
 
-def corruption(name: str) -> Callable[[Corruption], Corruption]:
+def corruption(name: str, doc: str) -> Callable[[Corruption], Corruption]:
+    """Register a corruption ``fn(x, severity 1-5, generator)`` under ``name``; ``doc`` is its
+    one-line description (shown by ``nnopt list corruptions``)."""
     def wrap(fn: Corruption) -> Corruption:
-        CORRUPTIONS[name] = fn
+        fn.__doc__ = fn.__doc__ or doc
+        CORRUPTIONS.add(name, fn)
         return fn
     return wrap
 
@@ -50,19 +55,19 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
     return g[:, None] * g[None, :]
 
 
-@corruption("gaussian_noise")
+@corruption("gaussian_noise", "Additive Gaussian noise (Hendrycks & Dietterich 2019's levels).")
 def gaussian_noise(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     sigma = _pick((0.08, 0.12, 0.18, 0.26, 0.38), s)
     return (x + torch.randn(x.shape, generator=g) * sigma).clamp(0, 1)
 
 
-@corruption("shot_noise")
+@corruption("shot_noise", "Poisson (shot) noise: photon counting at a falling light level.")
 def shot_noise(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     lam = _pick((60.0, 25.0, 12.0, 5.0, 3.0), s)
     return (torch.poisson(x.double() * lam, generator=g) / lam).to(x.dtype).clamp(0, 1)
 
 
-@corruption("impulse_noise")
+@corruption("impulse_noise", "Salt-and-pepper noise on a share of the pixels.")
 def impulse_noise(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     amount = _pick((0.03, 0.06, 0.09, 0.17, 0.27), s)
     u = torch.rand(x.shape, generator=g)
@@ -72,18 +77,18 @@ def impulse_noise(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     return out
 
 
-@corruption("speckle_noise")
+@corruption("speckle_noise", "Multiplicative Gaussian noise (speckle).")
 def speckle_noise(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     sigma = _pick((0.15, 0.2, 0.35, 0.45, 0.6), s)
     return (x + x * torch.randn(x.shape, generator=g) * sigma).clamp(0, 1)
 
 
-@corruption("gaussian_blur")
+@corruption("gaussian_blur", "Gaussian blur of growing width.")
 def gaussian_blur(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     return _conv(x, gaussian_kernel(_pick((0.5, 0.75, 1.0, 1.25, 1.5), s))).clamp(0, 1)
 
 
-@corruption("defocus_blur")
+@corruption("defocus_blur", "Defocus: convolution with a disc (an out-of-focus lens).")
 def defocus_blur(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     radius = _pick((1.0, 1.5, 2.0, 2.5, 3.0), s)
     r = math.ceil(radius)
@@ -92,7 +97,7 @@ def defocus_blur(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     return _conv(x, _conv(disk[None, None], gaussian_kernel(0.5))[0, 0]).clamp(0, 1)
 
 
-@corruption("motion_blur")
+@corruption("motion_blur", "Motion blur along a random direction.")
 def motion_blur(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     length = int(_pick((3, 5, 7, 9, 11), s))
     angle = float(torch.rand((), generator=g)) * math.pi
@@ -103,7 +108,7 @@ def motion_blur(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     return _conv(x, kernel).clamp(0, 1)
 
 
-@corruption("zoom_blur")
+@corruption("zoom_blur", "Zoom blur: the mean of the image zoomed in by growing factors.")
 def zoom_blur(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     top = _pick((1.06, 1.11, 1.16, 1.21, 1.26), s)
     h, w = x.shape[-2:]
@@ -116,19 +121,19 @@ def zoom_blur(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     return (out / (len(zooms) + 1)).clamp(0, 1)
 
 
-@corruption("contrast")
+@corruption("contrast", "Lower contrast: pixels pulled towards the image mean.")
 def contrast(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     c = _pick((0.4, 0.3, 0.2, 0.1, 0.05), s)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     return ((x - mean) * c + mean).clamp(0, 1)
 
 
-@corruption("brightness")
+@corruption("brightness", "Brighter image: a constant added, clipped to [0, 1].")
 def brightness(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     return (x + _pick((0.1, 0.2, 0.3, 0.4, 0.5), s)).clamp(0, 1)
 
 
-@corruption("pixelate")
+@corruption("pixelate", "Pixelation: down-sampled and up-sampled again.")
 def pixelate(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     h, w = x.shape[-2:]
     f = _pick((0.6, 0.5, 0.4, 0.3, 0.25), s)
@@ -136,9 +141,8 @@ def pixelate(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     return F.interpolate(small, size=(h, w), mode="nearest")
 
 
-@corruption("jpeg")
+@corruption("jpeg", "JPEG compression at falling quality.")
 def jpeg(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
-    from PIL import Image
 
     quality = int(_pick((25, 18, 15, 10, 7), s))
     arr = (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
@@ -151,7 +155,7 @@ def jpeg(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     return torch.from_numpy(out).to(x.dtype) / 255
 
 
-@corruption("elastic")
+@corruption("elastic", "Elastic deformation: a smoothed random displacement field.")
 def elastic(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     """A smooth random displacement field (Simard et al. 2003): a coarse 5 x 5 random field
     upsampled bicubically, scaled to at most ``alpha`` pixels."""
@@ -166,7 +170,7 @@ def elastic(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
                          align_corners=True).clamp(0, 1)
 
 
-@corruption("rotate")
+@corruption("rotate", "Rotation by a growing angle in a random direction.")
 def rotate(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     deg = _pick((6.0, 12.0, 18.0, 24.0, 30.0), s)
     sign = torch.randint(0, 2, (len(x),), generator=g).double() * 2 - 1
@@ -178,7 +182,7 @@ def rotate(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False).clamp(0, 1)
 
 
-@corruption("translate")
+@corruption("translate", "A whole-pixel shift in a random direction, zeros shifted in.")
 def translate(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     """A whole-pixel shift in a random direction (affNIST-style), zeros shifted in."""
     frac = _pick((0.04, 0.08, 0.12, 0.16, 0.2), s)  # of the image side: 1-6 px at 28
@@ -198,9 +202,14 @@ def translate(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
 def corrupt(x: torch.Tensor, name: str, severity: int, seed: int = 0) -> torch.Tensor:
     """The corrupted copy of an image batch (N, C, H, W) in [0, 1]; deterministic per seed."""
     if name not in CORRUPTIONS:
-        raise ValueError(f"unknown corruption '{name}'; choose {', '.join(CORRUPTIONS)}")
+        raise ValueError(f"unknown corruption '{name}'; choose {', '.join(corruption_names())}")
     if x.dim() != 4:
         raise ValueError(f"corruptions take image batches (N, C, H, W), got shape {tuple(x.shape)}")
     key = sum(ord(ch) * 31 ** i for i, ch in enumerate(name)) % 2**31
     g = torch.Generator().manual_seed(seed * 1_000_003 + key * 7 + severity)
-    return CORRUPTIONS[name](x, severity, g).to(x.dtype)
+    return CORRUPTIONS.get(name).fn(x, severity, g).to(x.dtype)
+
+
+def corruption_names() -> list[str]:
+    """The registered corruptions in registration order (the metric's default order)."""
+    return [e.name for e in CORRUPTIONS.in_order()]

@@ -17,10 +17,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from nnopt.core.compute import predict
+from nnopt.core.config import BatchSize, Seed, Strict
+from nnopt.core.registry import METRICS
 from nnopt.measure.base import Measurement, is_artifact, is_stochastic
-from nnopt.recipe import BatchSize, Seed, Strict
-from nnopt.registry import METRICS
-from nnopt.train.fit import predict
+from nnopt.measure.quantity import FRACTION
 from nnopt.trust.robustness.attacks import StraightThrough, apgd_ce, fgsm, pgd
 from nnopt.trust.robustness.cw import cw_l2
 from nnopt.trust.robustness.square import square_linf
@@ -78,7 +79,8 @@ def _targets(y: torch.Tensor, classes: int) -> torch.Tensor:
 
 
 @METRICS.register("robust", config=RobustConfig,
-                  produces=["robust_accuracy/<attack>", "clean_accuracy_attacked"])
+                  produces=["robust_accuracy/<attack>", "clean_accuracy_attacked"],
+                  quantity=FRACTION)
 def robust(m: Measurement) -> dict[str, float]:
     """Accuracy under each attack on the first ``examples`` test inputs (an example counts only
     if it is classified correctly both clean and attacked); details hold the cost in seconds per

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
+from nnopt.report import plots
 from nnopt.report.model import StageRecord
 from nnopt.report.plots import _save
 from nnopt.report.render import Doc, register_section
@@ -54,7 +53,7 @@ def robustness_section(doc: Doc, labels: list[str], records: list[StageRecord],
         for attack, curve in found.items():
             curves.setdefault(attack, []).append((lab, curve))
     if curves:
-        fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4),
+        fig, axes = plots.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4),
                                  squeeze=False, sharey=True)
         for ax, (attack, lines) in zip(axes[0], curves.items()):
             for lab, curve in lines:
@@ -89,7 +88,7 @@ def corruption_section(doc: Doc, labels: list[str], records: list[StageRecord],
                      *[f"{100 * s.metrics.get(f'corruption_accuracy/{t}', float('nan')):.1f}"
                        for t in types]])
     doc.table(["stage", "clean", "mean", *types], rows)
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = plots.subplots(figsize=(5.5, 3.6))
     for lab, s in stages:
         table = s.details["corruption"]["table"]
         sev = sorted({int(k) for row in table.values() for k in row})

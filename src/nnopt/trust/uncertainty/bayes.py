@@ -20,15 +20,16 @@ from pydantic import Field
 from torch import nn
 
 from nnopt.context import RunContext
-from nnopt.errors import NnoptError
-from nnopt.measure.base import is_artifact
-from nnopt.models.saving import TRANSFORMS, record_int
+from nnopt.core.config import Strict
+from nnopt.core.errors import NnoptError
+from nnopt.core.registry import STEPS, TASKS, TRANSFORMS
+from nnopt.measure.base import is_nnopt_model
+from nnopt.models.saving import record_int
 from nnopt.models.structure import replace_module
-from nnopt.recipe import Strict
-from nnopt.registry import STEPS
-from nnopt.train.fit import TrainConfig, fit
+from nnopt.train.fit import TrainConfig
 from nnopt.train.task import TrainingTask
 from nnopt.trust.uncertainty import log_mean_softmax
+from nnopt.trust.uncertainty.records import BayesRecord
 
 
 def gaussian_kl(mu: torch.Tensor, sigma: torch.Tensor, prior_sigma: float) -> torch.Tensor:
@@ -136,7 +137,7 @@ def _reapply(model: nn.Module, transform: dict[str, Any]) -> None:
                          record_int(transform, "seed", 0, 2 ** 62, default=0))
 
 
-TRANSFORMS["bayes"] = _reapply
+TRANSFORMS.add("bayes", _reapply)
 
 
 class BayesConfig(Strict):
@@ -157,7 +158,7 @@ class BayesConfig(Strict):
 def bayes(model: nn.Module, cfg: BayesConfig, ctx: RunContext) -> nn.Module:
     """Make Linear/Conv2d layers variational and train the ELBO (posterior means start at the
     incoming weights)."""
-    if is_artifact(model) or not hasattr(model, "net"):
+    if not is_nnopt_model(model):
         raise NnoptError("bayes needs a PyTorch model; put it before export/quantize")
     if model.spec.get("transforms"):
         raise NnoptError("bayes converts the recipe's plain architecture; put it before steps "
@@ -170,19 +171,20 @@ def bayes(model: nn.Module, cfg: BayesConfig, ctx: RunContext) -> nn.Module:
     _convert(out.net, names, cfg.prior_sigma, cfg.init_sigma)
     out.net = BayesNet(out.net, cfg.samples, ctx.seed)
     task = ElboTask(out.net, len(ctx.data.train), cfg.kl_weight)
-    state = fit(out, ctx.data.train, config=cfg.train, val=ctx.data.val, task=task,
-                callbacks=ctx.callbacks(out), stage=ctx.stage, seed=ctx.seed)
-    ctx.record("history", state.history)
+    ctx.fit(out, cfg.train, task=task, record="history")
     sigmas = torch.cat([F.softplus(m.weight_rho).detach().flatten()
                         for m in out.net.modules() if isinstance(m, _Bayes)])
     with torch.no_grad():
         kl = float(out.net.kl())
-    ctx.record("bayes", {"layers": names, "prior_sigma": cfg.prior_sigma,
-                         "kl_weight": cfg.kl_weight, "samples": cfg.samples,
-                         "kl_per_example": kl / len(ctx.data.train),
-                         "posterior_sigma_median": float(sigmas.median()),
-                         "posterior_sigma_mean": float(sigmas.mean())})
+    ctx.record(BayesRecord(layers=names, prior_sigma=cfg.prior_sigma, kl_weight=cfg.kl_weight,
+                           samples=cfg.samples, kl_per_example=kl / len(ctx.data.train),
+                           posterior_sigma_median=float(sigmas.median()),
+                           posterior_sigma_mean=float(sigmas.mean())))
     out.spec = {**out.spec, "transforms": [{"kind": "bayes", "layers": names, "seed": ctx.seed,
                                             "prior_sigma": cfg.prior_sigma,
                                             "samples": cfg.samples}]}
     return out
+
+
+# chosen by its step, not by a `task:` block (it needs what the step builds)
+TASKS.add("elbo", ElboTask, built_by="the bayes step")

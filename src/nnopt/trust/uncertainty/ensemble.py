@@ -16,14 +16,16 @@ from pydantic import Field
 from torch import nn
 
 from nnopt.context import RunContext
-from nnopt.errors import NnoptError
-from nnopt.measure.base import Measurement, is_artifact
-from nnopt.models.saving import TRANSFORMS, fresh_model, record_int
-from nnopt.recipe import Strict
-from nnopt.registry import METRICS, STEPS
-from nnopt.train.fit import TrainConfig, evaluate, fit
-from nnopt.trust.calibration.metrics import expected_calibration_error
+from nnopt.core.config import Strict
+from nnopt.core.errors import NnoptError
+from nnopt.core.registry import METRICS, STEPS, TRANSFORMS
+from nnopt.measure.base import Measurement, is_nnopt_model
+from nnopt.measure.calibration import expected_calibration_error
+from nnopt.measure.quantity import FRACTION, NATS, SCORE_LOW
+from nnopt.models.saving import fresh_model, record_int
+from nnopt.train.fit import TrainConfig, evaluate
 from nnopt.trust.uncertainty import log_mean_softmax, sample_logits
+from nnopt.trust.uncertainty.records import EnsembleRecord
 
 
 class EnsembleNet(nn.Module):
@@ -47,7 +49,7 @@ def _reapply(model: nn.Module, transform: dict[str, Any]) -> None:
     model.net = EnsembleNet([copy.deepcopy(model.net) for _ in range(members)])
 
 
-TRANSFORMS["ensemble"] = _reapply
+TRANSFORMS.add("ensemble", _reapply)
 
 
 class EnsembleConfig(Strict):
@@ -64,7 +66,7 @@ class EnsembleConfig(Strict):
                 tiny={"members": 2, "train": {"epochs": 1, "batch_size": 32}})
 def ensemble(model: nn.Module, cfg: EnsembleConfig, ctx: RunContext) -> nn.Module:
     """Train N members of the incoming architecture from fresh seeded weights; average them."""
-    if is_artifact(model) or not hasattr(model, "net"):
+    if not is_nnopt_model(model):
         raise NnoptError("ensemble trains PyTorch members; put it before export/quantize")
     spec = model.spec
     members, rows = [], []
@@ -75,8 +77,8 @@ def ensemble(model: nn.Module, cfg: EnsembleConfig, ctx: RunContext) -> nn.Modul
             note = "incoming model"
         else:
             member = fresh_model(model, seed, "ensemble")
-            state = fit(member, ctx.data.train, config=cfg.train, val=ctx.data.val,
-                        callbacks=ctx.callbacks(member), stage=f"{ctx.stage} member {i}", seed=seed)
+            state = ctx.fit(member, cfg.train, stage=f"{ctx.stage} member {i}", seed=seed,
+                            record="none")
             note = f"seed {seed}, {len(state.history)} epochs"
         rows.append({"member": i, "trained": note,
                      **({f"val_{k}": v for k, v in evaluate(member, ctx.data.val).items()}
@@ -86,7 +88,7 @@ def ensemble(model: nn.Module, cfg: EnsembleConfig, ctx: RunContext) -> nn.Modul
     out = copy.deepcopy(model)
     out.net = EnsembleNet(members)
     out.spec = {**spec, "transforms": [{"kind": "ensemble", "members": cfg.members}]}
-    ctx.record("ensemble", {"members": rows})
+    ctx.record(EnsembleRecord(members=rows))
     return out
 
 
@@ -98,7 +100,9 @@ def member_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
 
 
 @METRICS.register("members", produces=["accuracy_best_member", "nll_best_member",
-                                       "ece_best_member"])
+                                       "ece_best_member"],
+                  quantities={"accuracy_best_member": FRACTION, "nll_best_member": NATS,
+                              "ece_best_member": SCORE_LOW})
 def members(m: Measurement) -> dict[str, float]:
     """For an ensemble: each member's test accuracy, NLL and ECE (details) and the best member's
     value of each (the member that is best on that metric)."""

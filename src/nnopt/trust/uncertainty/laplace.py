@@ -27,12 +27,12 @@ from pydantic import Field
 from torch import nn
 
 from nnopt.context import RunContext
-from nnopt.errors import NnoptError
-from nnopt.measure.base import is_artifact
-from nnopt.models.saving import TRANSFORMS
+from nnopt.core.config import Strict
+from nnopt.core.errors import NnoptError
+from nnopt.core.registry import STEPS, TRANSFORMS
+from nnopt.measure.base import is_nnopt_model
 from nnopt.models.structure import replace_module
-from nnopt.recipe import Strict
-from nnopt.registry import STEPS
+from nnopt.trust.uncertainty.records import LaplaceRecord
 
 Hessian = Literal["kron", "diag"]
 MAP_TAU = 1e12  # the prior precision that stands for "no posterior spread" in the scan
@@ -137,7 +137,7 @@ def _reapply(model: nn.Module, transform: dict[str, Any]) -> None:
                    LaplaceLinear(model.get_submodule(transform["layer"]), transform["hessian"]))
 
 
-TRANSFORMS["laplace"] = _reapply
+TRANSFORMS.add("laplace", _reapply)
 
 
 class LaplaceConfig(Strict):
@@ -153,7 +153,7 @@ class LaplaceConfig(Strict):
 @STEPS.register("laplace", config=LaplaceConfig, tiny={})
 def laplace(model: nn.Module, cfg: LaplaceConfig, ctx: RunContext) -> nn.Module:
     """Replace the last Linear layer by its Laplace posterior (probit predictive)."""
-    if is_artifact(model) or not hasattr(model, "net"):
+    if not is_nnopt_model(model):
         raise NnoptError("laplace needs a PyTorch model; put it before export/quantize")
     out = copy.deepcopy(model).eval()
     name = last_linear(out, ctx.data.train.x[:8])
@@ -183,7 +183,6 @@ def laplace(model: nn.Module, cfg: LaplaceConfig, ctx: RunContext) -> nn.Module:
     out.spec = {**out.spec, "transforms": [*out.spec.get("transforms", []),
                                            {"kind": "laplace", "layer": name,
                                             "hessian": cfg.hessian}]}
-    ctx.record("laplace", {"layer": name, "hessian": cfg.hessian, "prior_precision": tau,
-                           "fitted_on": f"training ({len(ctx.data.train)} examples)",
-                           "scan": scan})
+    ctx.record(LaplaceRecord(layer=name, hessian=cfg.hessian, prior_precision=tau,
+                             fitted_on=f"training ({len(ctx.data.train)} examples)", scan=scan))
     return out

@@ -6,9 +6,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nnopt.core.registry import METRICS
 from nnopt.measure.base import Measurement, is_artifact
-from nnopt.registry import METRICS
-from nnopt.trust.calibration.metrics import expected_calibration_error
+from nnopt.measure.calibration import expected_calibration_error
+from nnopt.measure.quantity import FRACTION, NATS, SCORE, SCORE_LOW
 from nnopt.trust.uncertainty import decompose, is_sampler
 
 DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
@@ -44,7 +45,9 @@ def mc_logits(model: nn.Module, x: torch.Tensor, samples: int = SAMPLES, *, seed
 
 
 @METRICS.register("mc_dropout", produces=["accuracy_mc", "nll_mc", "ece_mc",
-                                          "mutual_information_mc"])
+                                          "mutual_information_mc"],
+                  quantities={"accuracy_mc": FRACTION, "nll_mc": NATS, "ece_mc": SCORE_LOW,
+                              "mutual_information_mc": SCORE})
 def mc_dropout(m: Measurement) -> dict[str, float]:
     """Accuracy, NLL and ECE of the mean of 20 MC-dropout passes on the test split, and the mean
     mutual information (PyTorch models with dropout only; a model made by the mc_dropout

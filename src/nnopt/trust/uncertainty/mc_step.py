@@ -16,15 +16,16 @@ from pydantic import Field
 from torch import nn
 
 from nnopt.context import RunContext
-from nnopt.errors import NnoptError
-from nnopt.measure.base import is_artifact
-from nnopt.models.saving import TRANSFORMS, record_int
+from nnopt.core.config import Strict
+from nnopt.core.errors import NnoptError
+from nnopt.core.registry import STEPS, TRANSFORMS
+from nnopt.measure.base import is_nnopt_model
+from nnopt.models.saving import record_int
 from nnopt.models.structure import replace_module
-from nnopt.recipe import Strict
-from nnopt.registry import STEPS
-from nnopt.train.fit import TrainConfig, fit
-from nnopt.trust.uncertainty.mc_dropout import DROPOUT, SAMPLES, has_dropout, mc_logits
+from nnopt.train.fit import TrainConfig
 from nnopt.trust.uncertainty import log_mean_softmax
+from nnopt.trust.uncertainty.mc_dropout import DROPOUT, SAMPLES, has_dropout, mc_logits
+from nnopt.trust.uncertainty.records import McDropoutRecord
 
 
 class MCDropoutNet(nn.Module):
@@ -66,7 +67,7 @@ def _reapply(model: nn.Module, transform: dict[str, Any]) -> None:
                              record_int(transform, "seed", 0, 2 ** 62, default=0))
 
 
-TRANSFORMS["mc_dropout"] = _reapply
+TRANSFORMS.add("mc_dropout", _reapply)
 
 
 class McDropoutConfig(Strict):
@@ -84,7 +85,7 @@ class McDropoutConfig(Strict):
 @STEPS.register("mc_dropout", config=McDropoutConfig, tiny={"samples": 3})
 def mc_dropout_step(model: nn.Module, cfg: McDropoutConfig, ctx: RunContext) -> nn.Module:
     """Make inference average T dropout samples (adding dropout first if asked)."""
-    if is_artifact(model) or not hasattr(model, "net"):
+    if not is_nnopt_model(model):
         raise NnoptError("mc_dropout needs a PyTorch model; put it before export/quantize")
     if any(t.get("kind") == "mc_dropout" for t in model.spec.get("transforms", [])):
         raise NnoptError("this model already averages MC-dropout samples")
@@ -96,14 +97,12 @@ def mc_dropout_step(model: nn.Module, cfg: McDropoutConfig, ctx: RunContext) -> 
         raise NnoptError("the model has no dropout layer; set mc_dropout.add (e.g. 0.2) to add "
                          "one, and finetune so the network learns with it")
     if cfg.finetune is not None:
-        state = fit(out, ctx.data.train, config=cfg.finetune, val=ctx.data.val,
-                    callbacks=ctx.callbacks(out), stage=ctx.stage, seed=ctx.seed)
-        ctx.record("history", state.history)
+        ctx.fit(out, cfg.finetune, record="history")
     out.net = MCDropoutNet(out.net, cfg.samples, ctx.seed)
     transform = {"kind": "mc_dropout", "samples": cfg.samples, "seed": ctx.seed,
                  **({"added": added, "p": cfg.add} if added else {})}
     out.spec = {**out.spec, "transforms": [*out.spec.get("transforms", []), transform]}
     rates = sorted({m.p for m in out.modules() if isinstance(m, DROPOUT)})
-    ctx.record("mc_dropout", {"samples": cfg.samples, "dropout_rates": rates,
-                              "added_before": added, "finetuned": cfg.finetune is not None})
+    ctx.record(McDropoutRecord(samples=cfg.samples, dropout_rates=rates, added_before=added,
+                               finetuned=cfg.finetune is not None))
     return out

@@ -10,25 +10,31 @@ is the first network; the peer starts from different (seeded) weights and is dro
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from nnopt.recipe import Strict
-from nnopt.train.task import TrainingTask
+from nnopt.core.config import Strict
+from nnopt.core.registry import TASKS
+from nnopt.core.task import TrainingTask
+from nnopt.train.task import TaskSetting
 
 
 class CoteachingConfig(Strict):
     """The share of each batch to drop and how fast to get there."""
 
+    name: Literal["coteaching"] = "coteaching"
     forget_rate: float = Field(0.2, ge=0, lt=1, description="share of each batch dropped once "
                                "the schedule has risen (set it to the noise rate estimate)")
     num_gradual: int = Field(10, ge=1, description="epochs over which the rate rises")
     exponent: float = Field(1.0, gt=0, description="the schedule's end value is "
                             "forget_rate ** exponent")
+
+    def describe(self) -> str:
+        return f"co-teaching (forget {self.forget_rate:g})"
 
 
 def forget_schedule(cfg: CoteachingConfig, epochs: int) -> list[float]:
@@ -89,3 +95,11 @@ class CoteachingTask(TrainingTask):
         # each network learns from the examples its peer trusts
         loss = loss1[small2].mean() + loss2[small1].mean()
         return {"loss": loss, "output": out1, "forget_rate": rate}
+
+
+@TASKS.register("coteaching", config=CoteachingConfig)
+def coteaching_task(cfg: CoteachingConfig, setting: TaskSetting) -> TrainingTask:
+    """Co-teaching (Han et al. 2018): two networks exchange their small-loss examples."""
+    bs = setting.batch_size
+    n = setting.examples
+    return CoteachingTask(cfg, setting.epochs, n - (1 if n % bs == 1 and n > 1 else 0), setting.seed)

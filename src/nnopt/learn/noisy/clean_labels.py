@@ -20,13 +20,16 @@ from pydantic import Field
 from torch import nn
 
 from nnopt.context import RunContext
+from nnopt.core.compute import predict
+from nnopt.core.config import Strict
+from nnopt.core.errors import NnoptError
+from nnopt.core.extras import require
+from nnopt.core.registry import STEPS
 from nnopt.data.base import Split
-from nnopt.errors import NnoptError
-from nnopt.measure.base import is_artifact
+from nnopt.learn.noisy.records import CleanLabelsRecord
+from nnopt.measure.base import is_nnopt_model
 from nnopt.models.saving import fresh_model
-from nnopt.recipe import Strict
-from nnopt.registry import STEPS
-from nnopt.train.fit import TrainConfig, fit, predict
+from nnopt.train.fit import TrainConfig
 
 
 class CleanLabelsConfig(Strict):
@@ -55,9 +58,9 @@ def out_of_sample_probs(model: nn.Module, split: Split, cfg: CleanLabelsConfig, 
     for k, held in enumerate(folds):
         rest = torch.cat([f for j, f in enumerate(folds) if j != k])
         fold_model = fresh_model(model, ctx.seed + 100 + k, "clean_labels")
-        fit(fold_model, split.take(rest), config=cfg.fold_train, val=ctx.data.val,
-            callbacks=ctx.callbacks(fold_model, monitor=False),
-            stage=f"{ctx.stage} fold {k + 1}", seed=ctx.seed + 100 + k)
+        ctx.fit(fold_model, cfg.fold_train, train=split.take(rest),
+                callbacks=ctx.callbacks(fold_model, monitor=False),
+                stage=f"{ctx.stage} fold {k + 1}", seed=ctx.seed + 100 + k, record="none")
         probs[held] = predict(fold_model, split.x[held]).double().softmax(1)
         ctx.log.info("%s: fold %d/%d done", ctx.stage, k + 1, cfg.folds)
     return probs.numpy()
@@ -78,9 +81,10 @@ def detection_scores(flagged: np.ndarray, noisy: torch.Tensor, clean: torch.Tens
                       "train": {"epochs": 1, "batch_size": 32}})
 def clean_labels(model: nn.Module, cfg: CleanLabelsConfig, ctx: RunContext) -> nn.Module:
     """Flag likely label errors by confident learning; remove (or relabel) them and train."""
+    require("cleanlab", "clean_labels")
     from cleanlab.filter import find_label_issues
 
-    if is_artifact(model) or not hasattr(model, "net"):
+    if not is_nnopt_model(model):
         raise NnoptError("clean_labels trains PyTorch models; put it before export/quantize")
     train = ctx.data.train
     if len(train) < 2 * cfg.folds:
@@ -95,17 +99,15 @@ def clean_labels(model: nn.Module, cfg: CleanLabelsConfig, ctx: RunContext) -> n
     else:
         kept = train.take((~flag).nonzero()[:, 0])
     out = copy.deepcopy(model)
-    state = fit(out, kept, config=cfg.train, val=ctx.data.val,
-                callbacks=ctx.callbacks(out), stage=ctx.stage, seed=ctx.seed)
-    info = {"folds": cfg.folds, "filter_by": cfg.filter_by, "examples": len(train),
-            "flagged": int(flagged.sum()), "action": cfg.action, "kept": len(kept),
-            "oof_accuracy_given": float((probs.argmax(1) == train.y.numpy()).mean())}
+    ctx.fit(out, cfg.train, train=kept)
+    info = CleanLabelsRecord(
+        folds=cfg.folds, filter_by=cfg.filter_by, examples=len(train),
+        flagged=int(flagged.sum()), action=cfg.action, kept=len(kept),
+        oof_accuracy_given=float((probs.argmax(1) == train.y.numpy()).mean()))
     if train.y_clean is not None:
-        info["detection"] = detection_scores(flagged, train.y, train.y_clean)
+        info.detection = detection_scores(flagged, train.y, train.y_clean)
         if cfg.action == "relabel":
-            info["relabelled_correct"] = float((kept.y == train.y_clean)[flag].double()
-                                               .mean()) if flag.any() else 1.0
-    ctx.record("clean_labels", info)
-    ctx.record("history", state.history)
-    ctx.record("training", state.notes)
+            info.relabelled_correct = float((kept.y == train.y_clean)[flag].double()
+                                            .mean()) if flag.any() else 1.0
+    ctx.record(info)
     return out

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
+from nnopt.learn.noisy.records import CleanLabelsRecord
+from nnopt.report import plots
 from nnopt.report.model import StageRecord
 from nnopt.report.plots import _save
 from nnopt.report.render import Doc, fmt, register_section
@@ -50,20 +51,20 @@ def noisy_labels_section(doc: Doc, labels: list[str], records: list[StageRecord]
           "never used to select anything.")
     doc.table(["stage", "objective", "selected epoch", "selected test acc", "last epoch",
                "last test acc", "last ECE", "last NLL", "fits noisy labels", "memorised"], rows)
-    det = [(lab, s.details["clean_labels"]) for lab, s in zip(labels, records)
-           if (s.details.get("clean_labels") or {}).get("detection")]
+    det = [(lab, d) for lab, s in zip(labels, records)
+           if (d := CleanLabelsRecord.of(s.details)) is not None and d.detection]
     if det:
         doc.p("Label-error detection (confident learning on out-of-sample probabilities) against "
               "the injected errors:")
         doc.table(["stage", "filter", "flagged", "corrupted", "precision", "recall", "kept"],
-                  [[lab, d["filter_by"], str(d["detection"]["flagged"]),
-                    str(d["detection"]["corrupted"]), f"{d['detection']['precision']:.3f}",
-                    f"{d['detection']['recall']:.3f}", str(d["kept"])] for lab, d in det])
+                  [[lab, d.filter_by, str(d.detection["flagged"]),
+                    str(d.detection["corrupted"]), f"{d.detection['precision']:.3f}",
+                    f"{d.detection['recall']:.3f}", str(d.kept)] for lab, d in det])
     curves = [(f"{lab}: {(s.details.get('training') or {}).get('objective', '')}",
                s.details["history"]) for lab, s in zip(labels, records)
               if s.details.get("history") and "noisy_fit" in s.details["history"][0]]
     if curves:
-        fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4))
+        fig, (ax_t, ax_m) = plots.subplots(1, 2, figsize=(12, 4))
         for lab, hist in curves:
             ep = [h["epoch"] for h in hist]
             line, = ax_t.plot(ep, [100 * h["test_accuracy"] for h in hist], label=lab)

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import platform
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+import numpy
+import torch
+
+from nnopt.core.version import __version__
 
 
 def cpu_model() -> str:
@@ -43,21 +52,37 @@ def memory_bytes() -> int:
         return 2 ** 50
 
 
+@contextlib.contextmanager
+def environ_kept() -> Iterator[None]:
+    """Run a library call that sets environment variables for itself (torch's FX quantization
+    sets TORCHINDUCTOR_CACHE_DIR) and give the process back the environment it had."""
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        if dict(os.environ) != before:
+            os.environ.clear()
+            os.environ.update(before)
+
+
+def onnxruntime() -> ModuleType:
+    """ONNX Runtime, imported the way nnopt needs it: ONNX Runtime (1.32 on Linux) writes a
+    telemetry database under ~/.cache at import unless ORT_DISABLE_TELEMETRY is set first, and
+    nnopt writes nothing outside the folders it is given. A user who set the variable keeps
+    their value; nothing is set unless nnopt is about to use ONNX Runtime."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    return importlib.import_module("onnxruntime")
+
+
 def environment() -> dict[str, Any]:
     """Versions and hardware, as recorded in results.json."""
-    import numpy
-    import torch
-
-    from nnopt import __version__
-
     try:
-        import onnxruntime
-
-        ort_version = onnxruntime.__version__
+        ort_version = onnxruntime().__version__
     except ImportError:
         ort_version = None
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"nnopt": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "onnxruntime": ort_version, "numpy": numpy.__version__, "platform": platform.platform(),
-            "cpu": cpu_model(), "cpu_flags": " ".join(cpu_flags()), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpu": cpu_model(), "cpu_flags": " ".join(cpu_flags()), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
             "gpu": gpu, "executable": sys.executable}

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import torch
 
+from nnopt.core.compute import predict
 from nnopt.data.base import DataSplits, Split
+from nnopt.measure.quality import expected_calibration_error, nll_score
 from nnopt.train.callbacks import Callback, FitState
 
 MAX_TRAIN = 20_000  # training examples scored per epoch (a fixed, seeded subset beyond this)
@@ -31,8 +33,6 @@ class NoiseMonitor(Callback):
         self.wrong = train.y != train.y_clean
 
     def _scores(self, state: FitState) -> tuple[dict[str, float], torch.Tensor]:
-        from nnopt.train.fit import predict
-
         pred = predict(state.model, self.train.x, self.batch_size).argmax(1)
         logits = predict(state.model, self.test.x, self.batch_size)
         out = {"noisy_fit": (pred == self.train.y).double().mean().item(),
@@ -50,8 +50,6 @@ class NoiseMonitor(Callback):
     def on_fit_end(self, state: FitState) -> None:
         if not state.history:
             return
-        from nnopt.measure.quality import expected_calibration_error, nll_score
-
         last = state.last
         state.notes["last_epoch"] = {
             "epoch": last["epoch"], "test_accuracy": last["test_accuracy"],

@@ -11,13 +11,21 @@ from typing import Any
 
 import yaml
 
-from nnopt.errors import NnoptError, RecipeError
-from nnopt.fileio import (StagedFolder, atomic_write_json, atomic_write_text, clean_stale,
-                          read_marker, write_marker)
-from nnopt.yaml_io import safe_yaml
+from nnopt.core.errors import NnoptError, RecipeError
+from nnopt.core.fileio import (
+    StagedFolder,
+    atomic_write_json,
+    atomic_write_text,
+    clean_stale,
+    read_marker,
+    write_marker,
+)
+from nnopt.core.yaml_io import safe_yaml
+from nnopt.recipe import load_recipe
 from nnopt.report import plots
 from nnopt.report.model import RESULTS, Report, load_report
 from nnopt.report.render import Doc, figures, fmt, metric_columns, metrics_tables
+from nnopt.runner import run_recipe
 from nnopt.search.executors import Executor
 
 
@@ -95,8 +103,6 @@ def _compact(value: Any) -> str:
 
 def run_variant(v: Variant) -> VariantResult:
     """Run one variant in its own folder (a plain function, so any executor can ship it)."""
-    from nnopt.recipe import load_recipe
-    from nnopt.runner import run_recipe
 
     marker = read_marker(Path(v.out))
     if v.resume and marker is not None and marker.get("kind") == "run" \
@@ -132,8 +138,6 @@ def run_sweep(recipe_path: str, grid_specs: list[str], out: str | Path, executor
     sweep folder holding nothing but what nnopt wrote there (its marker lists every file).
     Variants are run folders of their own, replaced whole, so an interrupted sweep resumes.
     """
-    from nnopt.recipe import load_recipe
-
     staged = StagedFolder(out, "sweep")
     out = staged.target
     grid = parse_grid(grid_specs)

@@ -11,22 +11,28 @@ answer outweighs a wrong label's pull. The paper's values for CIFAR-10 are the d
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from nnopt.recipe import Strict
-from nnopt.train.task import TrainingTask
+from nnopt.core.config import Strict
+from nnopt.core.registry import TASKS
+from nnopt.core.task import TrainingTask
+from nnopt.train.task import TaskSetting
 
 
 class ElrConfig(Strict):
     """Weight of the regulariser and the momentum of the per-example target."""
 
+    name: Literal["elr"] = "elr"
     lam: float = Field(3.0, gt=0, description="weight of log(1 - <p, t>)")
     beta: float = Field(0.7, ge=0, lt=1, description="momentum of the target average")
+
+    def describe(self) -> str:
+        return f"ELR (lambda {self.lam:g}, beta {self.beta:g})"
 
 
 def elr_penalty(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -57,3 +63,9 @@ class ElrTask(TrainingTask):
                                   + (1 - self.cfg.beta) * p / p.sum(1, keepdim=True))
         loss = F.cross_entropy(out, y) + self.cfg.lam * elr_penalty(p, self.target[index]).mean()
         return {"loss": loss, "output": out}
+
+
+@TASKS.register("elr", config=ElrConfig)
+def elr_task(cfg: ElrConfig, setting: TaskSetting) -> TrainingTask:
+    """Early-learning regularisation (Liu et al. 2020) towards running-average predictions."""
+    return ElrTask(cfg, setting.examples)

@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nnopt import __version__
-from nnopt.errors import NnoptError
+from nnopt.core.errors import NnoptError
+from nnopt.core.version import __version__
 
 MARKER = ".nnopt.json"       # in every folder nnopt writes: its kind and every path it wrote
 PARTIAL = ".nnopt-partial"   # in a folder being built: the host and process building it

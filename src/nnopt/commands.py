@@ -1,0 +1,277 @@
+"""The commands of ``nnopt``: run, validate, list, explain, report, sweep.
+
+Each is registered in COMMANDS with the arguments it takes; ``nnopt.cli`` builds the parser from
+the registry and handles errors, signals and exit codes (a plugin may add a command)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from nnopt.core.errors import NnoptError, RecipeError, first_line, unknown_choice
+from nnopt.core.fileio import StagedFolder
+from nnopt.core.registry import COMMANDS, PLUGINS, REGISTRIES, Entry, find
+from nnopt.measure.target import Target
+from nnopt.recipe import Recipe, load_recipe
+from nnopt.report import load_report, write_comparison
+from nnopt.report.render import fmt, metric_columns
+from nnopt.runner import run_recipe
+from nnopt.search.executors import get_executor
+from nnopt.sweep import run_sweep
+
+EXIT_INPUT = 2
+
+
+def table(header: list[str], rows: list[list[str]], numeric: bool = True) -> str:
+    """Plain-text table; numeric tables right-align every column but the first."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+
+    def line(row: list[str]) -> str:
+        cells = [str(c).rjust(w) if i and numeric else str(c).ljust(w)
+                 for i, (c, w) in enumerate(zip(row, widths))]
+        return "  ".join(cells).rstrip()
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
+
+
+def results_table(labels: list[str], metrics: list[dict[str, float]]) -> str:
+    cols = metric_columns(metrics)
+    return table(["stage"] + cols, [[lab] + [fmt(c, m.get(c)) for c in cols]
+                                    for lab, m in zip(labels, metrics)])
+
+
+def with_set(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a recipe value, e.g. --set stages.train.epochs=1")
+    sp.add_argument("--trust", action="append", default=[], metavar="MODULE:FUNCTION",
+                    help="vouch for a model factory, so that model folders it built may be "
+                    "loaded (a model folder itself never runs code)")
+
+
+# -- run, validate -----------------------------------------------------------------------------
+
+def _run_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("recipe")
+    sp.add_argument("--out", help="output folder (default: runs/<recipe name>)")
+    sp.add_argument("--quiet", action="store_true", help="no progress bars")
+    with_set(sp)
+
+
+@COMMANDS.register("run", help="run a recipe and write its report", arguments=_run_args)
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a recipe stage by stage; write results.json, the report and the models."""
+    resolved = load_recipe(args.recipe, args.set, trust=args.trust)
+    out = Path(args.out or Path("runs") / resolved.recipe.name)
+    report = run_recipe(resolved, out, progress=not args.quiet)
+    print(results_table([s.name for s in report.stages], [s.metrics for s in report.stages]))
+    for s in report.stages:
+        for w in s.details.get("warnings", []):
+            print(f"warning: {s.name}: {w}")
+    print(f"\nreport: {out / 'report.html'}  (also report.md, results.json, figures/, models/)")
+    return 0
+
+
+def _validate_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("recipe")
+    with_set(sp)
+
+
+@COMMANDS.register("validate", help="check a recipe without running anything",
+                   arguments=_validate_args)
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate a recipe (every section against its registered config) without running it."""
+    r = load_recipe(args.recipe, args.set, trust=args.trust)
+    stages = ", ".join(f"{s.name} ({s.step})" for s in r.stages) or "none (measure only)"
+    print(f"ok: {args.recipe}: data {r.data.name}, model {r.model.name}, "
+          f"{len(r.recipe.targets)} target(s), stages: {stages}")
+    return 0
+
+
+# -- list, explain -----------------------------------------------------------------------------
+
+def _listed() -> dict[str, Any]:
+    return {k: r for k, r in REGISTRIES.items() if r.listed}
+
+
+def _list_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("kind", nargs="?", help="one kind: " + ", ".join(_listed()))
+
+
+@COMMANDS.register("list", help="list what is registered: steps, models, datasets, metrics, "
+                   "tasks, ...", arguments=_list_args)
+def cmd_list(args: argparse.Namespace) -> int:
+    """List registered names by kind, with the plugins that added some."""
+    listed = _listed()
+    if args.kind and args.kind not in listed:
+        raise RecipeError(unknown_choice("kind", args.kind, list(listed)))
+    for kind in [args.kind] if args.kind else list(listed):
+        print(f"{kind}:")
+        for e in listed[kind].entries():
+            print(f"  {e.name:<16} {e.summary}")
+    if PLUGINS and not args.kind:
+        print("plugins (entry-point group nnopt.plugins):")
+        for p in PLUGINS:
+            print(f"  {p}")
+    return 0
+
+
+def type_name(ann: Any) -> str:
+    """A field's type as a reader wants it: Literal choices spelled out, None as 'none'."""
+    origin, params = typing.get_origin(ann), typing.get_args(ann)
+    if origin is typing.Literal:
+        return " | ".join(str(p) for p in params)
+    if origin is typing.Annotated:
+        return type_name(params[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join("none" if p is type(None) else type_name(p) for p in params)
+    if origin in (list, tuple, dict):
+        return f"{origin.__name__}[{', '.join(type_name(p) for p in params)}]"
+    if ann is Any:
+        return "any"
+    return getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+
+
+def _default(f: Any) -> str:
+    if f.default is not PydanticUndefined:
+        value = f.default
+    elif f.default_factory is not None:
+        value = f.default_factory()
+    else:
+        return "(required)"
+    if isinstance(value, BaseModel):  # a nested config: only what differs is news
+        changed = value.model_dump(exclude_defaults=True)
+        return f"{type(value).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+    return repr(value)
+
+
+def fields_table(config: type[BaseModel], *, skip: tuple[str, ...] = ("name",)) -> str:
+    """Every field of a config: type (a Literal's choices spelled out), default, description;
+    ``skip``: fields not worth a row (a registered entry's own name)."""
+    rows = [[name, type_name(f.annotation), _default(f), f.description or ""]
+            for name, f in config.model_fields.items() if name not in skip]
+    return table(["field", "type", "default", "description"], rows, numeric=False)
+
+
+# names `explain` knows besides the registries: the parts of a recipe that are not looked up
+SCHEMAS: dict[str, tuple[str, type[BaseModel]]] = {
+    "recipe": ("The recipe's top level: name, seed, trust, data, model, targets, evaluate, "
+               "stages, metric_options.", Recipe),
+    "target": (Target.__doc__ or "", Target),
+}
+
+
+def _explain_entry(e: Entry) -> None:
+    print(f"{e.kind} '{e.name}'" + (f"  (from {e.origin})" if not e.origin.startswith(
+        "nnopt.") else "") + "\n")
+    print(e.doc or "(no description)")
+    if e.meta.get("produces"):
+        print(f"\nproduces: {', '.join(e.meta['produces'])}")
+    if e.kind == "record":  # a typed stage record: the schema of details[KEY] in results.json
+        rows = [[f.name, str(f.type), "(required)" if f.default is dataclasses.MISSING
+                 and f.default_factory is dataclasses.MISSING else repr(f.default)]
+                for f in dataclasses.fields(e.fn())]
+        print(f"\nin results.json: stages[i].details.{e.name}\n")
+        print(table(["field", "type", "default"], rows, numeric=False))
+    variants = getattr(e.config, "variants", None)
+    if isinstance(variants, dict):  # one config per method: each takes only its own fields
+        for config in variants.values():
+            doc = " ".join((config.__doc__ or "").split())
+            print(f"\n{doc}\n")
+            print(fields_table(config))
+    elif e.config is not None and len(e.config.model_fields) > (
+            "name" in e.config.model_fields):
+        print("\nfields:")
+        print(fields_table(e.config))
+
+
+def _explain_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("name", help="a registered name, 'recipe' or 'target'")
+
+
+@COMMANDS.register("explain", help="describe a step, model, dataset, metric, task, the recipe's "
+                   "top level or a target", arguments=_explain_args)
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Describe what a name is and every field its config takes (types, choices, defaults)."""
+    if args.name in SCHEMAS:
+        doc, config = SCHEMAS[args.name]
+        print(f"'{args.name}'\n\n{doc.strip()}\n\nfields:")
+        print(fields_table(config, skip=()))
+        return 0
+    try:
+        entries = find(args.name)
+    except RecipeError:
+        every = sorted({n for r in _listed().values() for n in r.names()} | set(SCHEMAS))
+        raise RecipeError(unknown_choice("name", args.name, every)) from None
+    for i, e in enumerate(entries):
+        if i:
+            print()
+        _explain_entry(e)
+    return 0
+
+
+# -- report, sweep -----------------------------------------------------------------------------
+
+def _report_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("dirs", nargs="+", metavar="DIR")
+    sp.add_argument("--out", required=True)
+
+
+@COMMANDS.register("report", help="merge several run folders into one comparison report",
+                   arguments=_report_args)
+def cmd_report(args: argparse.Namespace) -> int:
+    """Draw one report from run folders (one folder: its report again, every section)."""
+    reports = [(str(d), load_report(d)) for d in args.dirs]
+    with StagedFolder(args.out, "comparison") as staging:
+        try:
+            write_comparison(reports, staging)
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+            # the folders came from elsewhere: details nnopt would not write are an input error
+            raise NnoptError(f"cannot draw a report from {', '.join(args.dirs)}: their details "
+                             f"are not what nnopt writes ({type(exc).__name__}: "
+                             f"{first_line(exc)[:80]}); rerun with --debug to see where") from exc
+    labels = [f"{run}/{s.name}" for run, r in reports for s in r.stages]
+    print(results_table(labels, [s.metrics for _, r in reports for s in r.stages]))
+    print(f"\nreport: {Path(args.out) / 'report.html'}")
+    return 0
+
+
+def _sweep_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("recipe")
+    sp.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--executor", default="local", help="where variants run: local "
+                    "(default, in order) or ray (a local Ray instance, or the cluster in "
+                    "$RAY_ADDRESS)")
+    sp.add_argument("--resume", action="store_true", help="skip variants that already finished")
+    with_set(sp)
+
+
+@COMMANDS.register("sweep", help="run a recipe over a grid of values, one combined report",
+                   arguments=_sweep_args)
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run every variant of a grid and write one combined report."""
+    def show(res: Any) -> None:
+        state = "skipped (done)" if res.skipped else ("ok" if res.ok else f"FAILED: {res.error}")
+        print(f"variant {res.name}: {state}", file=sys.stderr)
+
+    results = run_sweep(args.recipe, args.grid, args.out, get_executor(args.executor),
+                        overrides=args.set, resume=args.resume, on_result=show,
+                        trust=args.trust)
+    ok = [r for r in results if r.ok]
+    if ok:
+        print(results_table([r.name for r in ok], [r.metrics for r in ok]))
+    print(f"\nreport: {Path(args.out) / 'report.html'}")
+    failed = len(results) - len(ok)
+    if failed:
+        print(f"nnopt: error: {failed} of {len(results)} variants failed (see the report)",
+              file=sys.stderr)
+        return EXIT_INPUT
+    return 0

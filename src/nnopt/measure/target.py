@@ -1,0 +1,30 @@
+"""A target: a place a model ships to, where latency is measured."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from nnopt.core.config import NAME, Strict
+
+
+class Target(Strict):
+    """Where the model will run; latency is measured here, never inferred from MACs."""
+
+    name: str = Field(pattern=NAME)
+    runtime: Literal["torch", "onnxruntime"] = "torch"
+    batch_size: int = Field(1, ge=1, le=65_536)
+    threads: int = Field(1, ge=1, le=1024)
+    warmup: int = Field(10, ge=0, le=100_000, description="untimed calls before timing")
+    repeats: int = Field(50, ge=5, le=1_000_000, description="minimum timed calls")
+    min_seconds: float = Field(0.5, ge=0, le=3600,
+                               description="keep timing until this much time passed")
+    sparse: bool = Field(False, description="run Linear layers as CSR sparse matrices (torch only)")
+
+    @model_validator(mode="after")
+    def _sparse_needs_torch(self) -> Target:
+        if self.sparse and self.runtime != "torch":
+            raise ValueError("sparse kernels exist only for runtime 'torch' (onnxruntime has none "
+                             "on CPU)")
+        return self
