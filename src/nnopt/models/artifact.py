@@ -16,6 +16,7 @@ class Artifact(nn.Module):
     file (``save_to``); PyTorch-level counts (MACs, non-zeros) do not apply to them."""
 
     runtime = "torch"  # the only runtime that can run it
+    label = "deployed artifact"  # what messages call it
     artifact = True
     spec: dict[str, Any]
 
@@ -35,9 +36,9 @@ class Artifact(nn.Module):
                          num_classes: int) -> Artifact:
         """A copy that applies the fitted calibration ``head`` to its logits, recorded in its
         spec as ``calibration`` (so it reloads calibrated)."""
-        raise NnoptError(f"calibrate cannot append a map to a {type(self).__name__}")
+        raise NnoptError(f"calibrate cannot append a map to this {self.label}")
 
     def calibrated_already(self) -> None:
         if self.spec.get("calibration"):
-            raise NnoptError(f"this {type(self).__name__} is already calibrated; calibrate the "
-                             "stage before it instead (from: <stage>)")
+            raise NnoptError(f"this {self.label} is already calibrated; calibrate the stage "
+                             "before it instead (from: <stage>)")

@@ -37,6 +37,7 @@ class OnnxModel(Artifact):
     """Runs an ONNX graph with ONNX Runtime on CPU; ``spec`` says where it came from."""
 
     runtime = "onnxruntime"
+    label = "ONNX artifact"
 
     def __init__(self, onnx_bytes: bytes, spec: dict[str, Any], threads: int = 1) -> None:
         super().__init__()

@@ -141,6 +141,7 @@ class TorchInt8Model(Artifact):
     """A torch.ao int8 model as a stage artifact (PyTorch runtime only)."""
 
     runtime = "torch"
+    label = "int8 model"
 
     def __init__(self, qmodel: nn.Module, spec: dict[str, Any],
                  head: nn.Module | None = None) -> None:
