@@ -97,6 +97,20 @@ def test_registry_is_complete_before_the_first_lookup():
         "trust.calibration.report:reliability_section")
 
 
+def test_a_name_that_is_not_a_string_is_unknown(tmp_path):
+    """A recipe value of another type where a name goes (found by the recipe fuzz test: a
+    distill student named [] crashed the membership check)."""
+    assert [] not in STEPS and {"a": 1} not in STEPS and None not in STEPS
+    with pytest.raises(NnoptError, match="unknown step"):
+        STEPS.get([])  # type: ignore[arg-type]
+    from nnopt.recipe import resolve
+
+    raw = {"data": {"name": "synthetic"}, "model": {"name": "mlp"},
+           "stages": [{"distill": {"student": {"name": []}}}]}
+    with pytest.raises(NnoptError, match="student"):
+        resolve(raw)
+
+
 def test_names_are_unique_within_a_kind():
     with pytest.raises(ValueError, match="registered twice"):
         STEPS.add("train", lambda m, c, x: m)

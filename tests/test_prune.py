@@ -230,6 +230,7 @@ def test_prune_config_rules():
                           ({"method": "nm", "amount": 0.5}, "a field of method 'channel' / "
                                                             "'magnitude' / 'movement' / 'random'"),
                           ({"method": "chanel"}, "method must be one of"),
+                          ({"method": ["channel"]}, "method must be one of"),
                           ({"method": "channel", "keep_latency": 0.5}, "needs budget_target")]:
         with pytest.raises(RecipeError, match=needle):
             resolve(tiny_raw(stages=[{"prune": stage}]))

@@ -86,10 +86,10 @@ class Registry:
     def get(self, name: str) -> Entry:
         """Return the entry for ``name``; an unknown name raises with the valid choices."""
         load_all()
-        try:
-            return self._entries[name]
-        except KeyError:
-            raise RecipeError(unknown_choice(self.kind, name, self.names())) from None
+        if not isinstance(name, str) or name not in self._entries:
+            shown = name if isinstance(name, str) else repr(name)[:40]
+            raise RecipeError(unknown_choice(self.kind, shown, self.names()))
+        return self._entries[name]
 
     def names(self) -> list[str]:
         load_all()
@@ -105,8 +105,10 @@ class Registry:
         return iter(list(self._entries.values()))
 
     def __contains__(self, name: object) -> bool:
+        """Whether ``name`` is registered; a value that is not a string (a list in a recipe,
+        say) is not a name, so never registered."""
         load_all()
-        return name in self._entries
+        return isinstance(name, str) and name in self._entries
 
 
 REGISTRIES: dict[str, Registry] = {}

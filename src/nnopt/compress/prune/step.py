@@ -119,6 +119,8 @@ class ChannelConfig(_Common):
 def _method(raw: Any) -> str | None:
     method = raw.get("method", "magnitude") if isinstance(raw, dict) else getattr(
         raw, "method", None)
+    if not isinstance(method, str):  # refused below with the valid methods
+        return None
     return {"magnitude": "unstructured", "random": "unstructured",
             "movement": "unstructured"}.get(method, method)
 
