@@ -186,8 +186,7 @@ def _explain_entry(e: Entry) -> None:
             doc = " ".join((config.__doc__ or "").split())
             print(f"\n{doc}\n")
             print(fields_table(config))
-    elif e.config is not None and len(e.config.model_fields) > (
-            "name" in e.config.model_fields):
+    elif e.config is not None and set(e.config.model_fields) - {"name"}:
         print("\nfields:")
         print(fields_table(e.config))
 
@@ -205,12 +204,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"'{args.name}'\n\n{doc.strip()}\n\nfields:")
         print(fields_table(config, skip=()))
         return 0
-    try:
-        entries = find(args.name)
-    except RecipeError:
-        every = sorted({n for r in _listed().values() for n in r.names()} | set(SCHEMAS))
-        raise RecipeError(unknown_choice("name", args.name, every)) from None
-    for i, e in enumerate(entries):
+    for i, e in enumerate(find(args.name, also=SCHEMAS)):
         if i:
             print()
         _explain_entry(e)

@@ -129,48 +129,43 @@ def _config_of(ann: Any) -> type[BaseModel] | None:
     return None
 
 
-def _walk(cls: type[BaseModel], parts: tuple[Any, ...]) -> tuple[type[BaseModel], tuple[Any, ...]]:
-    """The config class at the end of an error location, and the location without the tags
-    of one-config-per-method unions (``prune.channel.n`` is shown as ``prune.n``)."""
-    parent, shown = cls, []
+def _walk(cls: type[BaseModel], parts: tuple[Any, ...]
+          ) -> tuple[type[BaseModel], tuple[Any, ...], dict[str, type[BaseModel]] | None]:
+    """The config class at the end of an error location; the location without the tags of
+    one-config-per-method unions (``prune.channel.n`` is shown as ``prune.n``); and that union's
+    variants when the class is one of them."""
+    parent, shown, union = cls, [], None
     for part in parts:
         variants = getattr(parent, "variants", None)
         if isinstance(variants, dict) and part in variants:
-            parent = variants[part]
+            parent, union = variants[part], variants
             continue
         shown.append(part)
         field = parent.model_fields.get(part) if isinstance(part, str) else None
         sub = _config_of(field.annotation) if field is not None else None
         if sub is not None:
-            parent = sub
-    return parent, tuple(shown)
+            parent, union = sub, None
+    return parent, tuple(shown), union
 
 
-def _other_method(cls: type[BaseModel], loc: tuple[Any, ...], bad: str) -> str:
+def _other_method(union: dict[str, type[BaseModel]] | None, bad: str) -> str:
     """For a one-config-per-method union: the methods whose config has the field ``bad``."""
-    parent: Any = cls
-    for part in loc[:-1]:
-        variants = getattr(parent, "variants", None)
-        if isinstance(variants, dict) and part in variants:
-            others = sorted({str(a) for v in variants.values() if bad in v.model_fields
-                             for a in typing.get_args(v.model_fields["method"].annotation)})
-            return f" (a field of method {' / '.join(map(repr, others))})" if others else ""
-        field = parent.model_fields.get(part) if isinstance(part, str) else None
-        parent = (_config_of(field.annotation) if field is not None else None) or parent
-    return ""
+    others = sorted({str(a) for v in (union or {}).values() if bad in v.model_fields
+                     for a in typing.get_args(v.model_fields["method"].annotation)})
+    return f" (a field of method {' / '.join(map(repr, others))})" if others else ""
 
 
 def _error_line(err: dict[str, Any], loc: Loc, where: _Where, cls: type[BaseModel] | None) -> str:
     inner = tuple(err["loc"])
     if cls is not None:
-        _, inner = _walk(cls, inner)
+        _, inner, _ = _walk(cls, inner)
     full = loc + inner
     if err["type"] == "extra_forbidden" and cls is not None:
-        parent, _ = _walk(cls, tuple(err["loc"][:-1]))
+        parent, _, union = _walk(cls, tuple(err["loc"][:-1]))
         valid = sorted(parent.model_fields)
         bad = str(err["loc"][-1])
         return (f"{where(full)}: unknown field '{bad}' in {format_loc(full[:-1])}"
-                f"{_other_method(cls, err['loc'], bad) or did_you_mean(bad, valid)}; valid "
+                f"{_other_method(union, bad) or did_you_mean(bad, valid)}; valid "
                 f"fields: {', '.join(valid)}")
     got = err.get("input")
     shown = repr(got) if len(repr(got)) <= 60 else repr(got)[:57] + "..."

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -164,10 +164,11 @@ def _load_plugin(ep: metadata.EntryPoint) -> None:
     PLUGINS.append(f"{ep.name} = {ep.value}")
 
 
-def find(name: str) -> list[Entry]:
-    """Every listed entry called ``name`` (for ``nnopt explain``)."""
+def find(name: str, also: Iterable[str] = ()) -> list[Entry]:
+    """Every listed entry called ``name`` (for ``nnopt explain``); an unknown name lists the
+    valid ones, ``also`` (names the caller knows besides the registries) among them."""
     hits = [r._entries[name] for r in REGISTRIES.values() if r.listed and name in r]
     if not hits:
-        every = sorted({n for r in REGISTRIES.values() if r.listed for n in r.names()})
+        every = sorted({n for r in REGISTRIES.values() if r.listed for n in r.names()} | set(also))
         raise RecipeError(unknown_choice("name", name, every))
     return hits

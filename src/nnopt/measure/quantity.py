@@ -28,8 +28,7 @@ MS = Quantity("ms", "lower")
 NATS = Quantity("nats", "lower")  # losses: NLL
 SCORE_LOW = Quantity("score", "lower")  # calibration errors, Brier, AURC
 SCORE_HIGH = Quantity("score", "higher")  # AUROC
-SCORE = Quantity("score")
-PLAIN = Quantity("score")
+SCORE = Quantity("score")  # a plain number, neither direction better
 
 
 def _matches(name: str, pattern: str) -> bool:
@@ -41,15 +40,15 @@ def produced() -> list[tuple[str, Quantity]]:
     """Every produced name (or pattern) with its quantity, in registration order."""
     out = []
     for entry in METRICS.in_order():
-        default = entry.meta.get("quantity", PLAIN)
+        default = entry.meta.get("quantity", SCORE)
         for pattern in entry.meta.get("produces", [entry.name]):
             out.append((pattern, entry.meta.get("quantities", {}).get(pattern, default)))
     return out
 
 
 def quantity(name: str) -> Quantity:
-    """The quantity of a metric name (PLAIN for a name no registered metric produces)."""
-    return next((q for pattern, q in produced() if _matches(name, pattern)), PLAIN)
+    """The quantity of a metric name (SCORE for a name no registered metric produces)."""
+    return next((q for pattern, q in produced() if _matches(name, pattern)), SCORE)
 
 
 def order(names: set[str] | list[str]) -> list[str]:

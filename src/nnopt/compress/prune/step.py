@@ -4,6 +4,7 @@ one-shot or gradual, with fine-tuning and a latency pre-flight on the recipe's t
 from __future__ import annotations
 
 import copy
+import typing
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Discriminator, Field, RootModel, Tag, model_validator
@@ -116,24 +117,23 @@ class ChannelConfig(_Common):
         return self
 
 
+PRUNE_METHODS = {"unstructured": UnstructuredConfig, "nm": NMConfig, "channel": ChannelConfig}
+# each method name -> the config that takes it (from the configs' own `method` choices)
+METHOD_TAG = {m: tag for tag, cls in PRUNE_METHODS.items()
+              for m in typing.get_args(cls.model_fields["method"].annotation)}
+
+
 def _method(raw: Any) -> str | None:
     method = raw.get("method", "magnitude") if isinstance(raw, dict) else getattr(
         raw, "method", None)
-    if not isinstance(method, str):  # refused below with the valid methods
-        return None
-    return {"magnitude": "unstructured", "random": "unstructured",
-            "movement": "unstructured"}.get(method, method)
-
-
-PRUNE_METHODS = {"unstructured": UnstructuredConfig, "nm": NMConfig, "channel": ChannelConfig}
+    return METHOD_TAG.get(method) if isinstance(method, str) else None  # None: refused
 
 
 class PruneConfig(RootModel[Annotated[
         Annotated[UnstructuredConfig, Tag("unstructured")] | Annotated[NMConfig, Tag("nm")]
         | Annotated[ChannelConfig, Tag("channel")],
         Discriminator(_method, custom_error_type="method",
-                      custom_error_message="method must be one of magnitude, random, movement, "
-                      "nm, channel")]]):
+                      custom_error_message=f"method must be one of {', '.join(METHOD_TAG)}")]]):
     """What to remove, how to choose it, and how to recover afterwards: one config per method
     (``method: magnitude | random | movement`` unstructured, ``nm``, ``channel``); each takes
     only its own fields."""

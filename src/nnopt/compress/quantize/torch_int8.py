@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import warnings
 from collections.abc import Iterator
@@ -42,8 +43,9 @@ def _ao():  # noqa: ANN202
     return get_default_qconfig_mapping, prepare_fx, convert_fx, quantize_dynamic
 
 
+@functools.cache
 def engine() -> str:
-    """The quantized kernel engine this torch build has (x86 first)."""
+    """The quantized kernel engine this torch build has (x86 first; found once)."""
     engines = torch.backends.quantized.supported_engines
     for e in ("x86", "fbgemm", "onednn", "qnnpack"):
         if e in engines:
@@ -57,6 +59,9 @@ def quantized_engine(name: str | None = None) -> Iterator[str]:
     caller's engine afterwards (nnopt leaves global torch settings as it found them)."""
     before = torch.backends.quantized.engine
     name = name or engine()
+    if before == name:  # the common case (every timed call of an int8 model): nothing to do
+        yield name
+        return
     torch.backends.quantized.engine = name
     try:
         yield name

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnopt.core.registry import HEADS
-from nnopt.models.saving import head_from_record
 from nnopt.trust.calibration.binning import HistogramBinning, IsotonicCalibration, fit_isotonic
 
 Method = Literal["temperature", "vector", "matrix", "histogram", "isotonic"]
@@ -67,11 +66,6 @@ def head_size(head: nn.Module) -> int | None:
     if isinstance(head, IsotonicCalibration):
         return head.xs.shape[1]
     return None
-
-
-def build_head(record: dict, num_classes: int) -> nn.Module:
-    """An unfitted head of the kind a spec records ({"method": ..., "size": ...})."""
-    return head_from_record(record, num_classes)
 
 
 def fit_head(method: Method, logits: torch.Tensor, labels: torch.Tensor, *,

@@ -18,8 +18,9 @@ from nnopt.core.registry import STEPS, TRANSFORMS
 from nnopt.measure.base import is_nnopt_model
 from nnopt.measure.calibration import expected_calibration_error
 from nnopt.models.artifact import Artifact
+from nnopt.models.saving import head_from_record
 from nnopt.trust.calibration.records import CalibrationRecord
-from nnopt.trust.calibration.scaling import Method, build_head, fit_head, head_size
+from nnopt.trust.calibration.scaling import Method, fit_head, head_size
 
 
 class CalibrateConfig(Strict):
@@ -39,7 +40,7 @@ def _record(cfg: CalibrateConfig, head: nn.Module) -> dict[str, Any]:
 
 
 def _reapply(model: nn.Module, transform: dict[str, Any]) -> None:
-    model.net = nn.Sequential(model.net, build_head(transform, model.spec["num_classes"]))
+    model.net = nn.Sequential(model.net, head_from_record(transform, model.spec["num_classes"]))
 
 
 TRANSFORMS.add("calibrate", _reapply)

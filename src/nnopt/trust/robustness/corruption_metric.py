@@ -23,10 +23,11 @@ class CorruptionConfig(Strict):
     seed: Seed = 0
 
     def model_post_init(self, _: object) -> None:
-        bad = [t for t in self.types if t not in corruption_names()]
+        names = corruption_names()
+        bad = [t for t in self.types if t not in names]
         if bad:
             raise ValueError(f"unknown corruption(s) {', '.join(bad)}; choose "
-                             f"{', '.join(corruption_names())}")
+                             f"{', '.join(names)}")
         if any(not 1 <= s <= 5 for s in self.severities):
             raise ValueError("severities are 1 to 5")
 
