@@ -95,4 +95,5 @@ def test_capsnet_trains_in_a_recipe_and_deploys_as_int8(tmp_path):
     assert abs(int8["accuracy"] - fp32["accuracy"]) <= 0.1 and "latency_ms/cpu" in int8
     from nnopt.models.saving import read_spec
 
-    assert read_spec(tmp_path / "run" / "models" / "quantize")["format"] == "nnopt-onnx"
+    assert read_spec(tmp_path / "run" / "models" / "quantize")["format"] == "nnopt-deployed"
+    assert read_spec(tmp_path / "run" / "models" / "quantize" / "cpu")["format"] == "nnopt-onnx"

@@ -209,6 +209,13 @@ def test_sweep_runs_variants_and_writes_curves(tiny_run, tmp_path, capsys):
     assert params[0] < params[1]
     assert (out / "figures/sweep_metrics.png").is_file() and (out / "report.html").is_file()
     assert all((Path(v["out"]) / "results.json").is_file() for v in sweep["variants"])
+    md = (out / "report.md").read_text()  # each variant's report linked, its deployment shown
+    for v in sweep["variants"]:
+        link = Path(v["out"]).resolve().relative_to(out.resolve()).as_posix() + "/report.html"
+        assert f"[report]({link})" in md and (out / link).is_file()
+        assert v["deployed"] and all(d.endswith("fp32") for d in v["deployed"].values())
+    assert "deployed as" in md and "recommended" in md
+    assert "<a href='variants/" in (out / "report.html").read_text()
     code, _, err = run_cli(capsys, "sweep", recipe, "--grid", "model.width=2,4", "--set",
                            "stages.train.epochs=1", "--out", out, "--resume")
     assert code == 0 and err.count("skipped") == 2

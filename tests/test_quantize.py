@@ -26,6 +26,7 @@ from nnopt.compress.quantize.onnx_model import OnnxModel
 from nnopt.compress.quantize.qat import apply_plan, plan, snap_for_deploy
 from nnopt.core.compute import predict
 from nnopt.data import load_data
+from nnopt.measure.paired import Paired
 from nnopt.measure.target import Target
 from nnopt.models import build_model, load_model, save_model
 from nnopt.recipe import resolve
@@ -164,20 +165,45 @@ def test_mixed_precision_meets_the_budget_and_spares_sensitive_layers():
     assert (1000 * bits["big"] + 100 * bits["small"]) / 1100 <= 4.0
 
 
-def test_effects_warn_exactly_where_int8_is_not_faster(monkeypatch):
-    times = {("torch", "a"): 10.0, ("fp32", "a"): 4.0, ("int8", "a"): 2.0,
-             ("torch", "b"): 1.0, ("fp32", "b"): 0.5, ("int8", "b"): 0.49}
+def _paired(ms: dict[str, float], rounds: int = 7) -> Paired:
+    """A paired timing whose every call of ``k`` took ``ms[k]``."""
+    return Paired({k: [[v] * 3 for _ in range(rounds)] for k, v in ms.items()},
+                  load={"busy": False, "other_cpu": 0.0})
 
-    def fake(model, data, target, runtime):
-        kind = "torch" if runtime == "torch" else model
-        return times[(kind, target.name)]
 
-    monkeypatch.setattr(deploy, "latency_on", fake)
-    rows, warns = deploy.effects("torch", "fp32", "int8", None,
-                                 [Target(name="a"), Target(name="b")])
-    assert rows[0]["runtime_effect"] == 2.5 and rows[0]["precision_effect"] == 2.0
-    assert [r["int8_faster"] for r in rows] == [True, False]
-    assert len(warns) == 1 and "'b'" in warns[0] and "runtime's, not int8's" in warns[0]
+def test_effects_warn_exactly_where_int8_is_not_faster():
+    a = _paired({"torch-fp32": 10.0, "onnxruntime-fp32": 4.0, "ort-static": 2.0})
+    b = _paired({"torch-fp32": 1.0, "onnxruntime-fp32": 0.5, "ort-static": 0.49})
+    row, warn = deploy.effects(a, Target(name="a"), "ort-static")
+    assert row["runtime_effect"] == 2.5 and row["precision_effect"] == 2.0 and not warn
+    assert row["int8_faster"] and not row["noisy"]
+    row, warn = deploy.effects(b, Target(name="b"), "ort-static")
+    assert not row["int8_faster"]
+    assert "'b'" in warn and "runtime's, not int8's" in warn
+
+
+def test_choose_keeps_fp32_unless_a_lower_precision_clearly_pays():
+    opts = {"torch-fp32": deploy.Option(None, "torch", "fp32", 0.90),
+            "onnxruntime-fp32": deploy.Option(None, "onnxruntime", "fp32", 0.90),
+            "ort-static": deploy.Option(None, "onnxruntime", "int8", 0.899),
+            "torch-static": deploy.Option(None, "torch", "int8", 0.80)}
+    edge = Target(name="edge", runtime="onnxruntime", runtimes=["onnxruntime"])
+    # int8 only 3% faster than ORT fp32: fp32 is kept (noise must not change the precision)
+    t = _paired({"torch-fp32": 10.0, "onnxruntime-fp32": 4.0, "ort-static": 3.9,
+                 "torch-static": 1.0})
+    name, reason, table = deploy.choose(opts, t, edge, 0.005, 0.90)
+    assert name == "onnxruntime-fp32" and "fp32 is kept" in reason
+    # 2x faster int8 wins; torch-static is fastest but inaccurate and cannot run on edge
+    t = _paired({"torch-fp32": 10.0, "onnxruntime-fp32": 4.0, "ort-static": 2.0,
+                 "torch-static": 1.0})
+    name, reason, table = deploy.choose(opts, t, edge, 0.005, 0.90)
+    assert name == "ort-static" and "5.00x over torch-fp32" in reason
+    rows = {r["deployment"]: r for r in table}
+    assert not rows["torch-static"]["eligible"] and not rows["torch-static"]["runs_here"]
+    assert rows["torch-fp32"]["runs_here"] is False and rows["ort-static"]["speedup"] == 5.0
+    # a server that runs everything, with a tolerance that admits torch-static
+    name, _, _ = deploy.choose(opts, t, Target(name="server"), 0.2, 0.90)
+    assert name == "torch-static"
 
 
 def test_quantize_step_records_effects_and_choice(tmp_path):
@@ -195,11 +221,17 @@ def test_quantize_step_records_effects_and_choice(tmp_path):
     q = res["stages"][1]["details"]
     names = {"torch-fp32", "onnxruntime-fp32", "ort-static", "ort-dynamic", "torch-static",
              "torch-dynamic", "ort-fp16", "torch-bf16"}
-    assert q["quantization"]["chosen"] in names
-    assert names == {c["deployment"] for c in q["quantization"]["candidates"]}
+    target = raw["targets"][0]["name"]
+    assert q["quantization"]["chosen"][target] in names
+    assert names == {c["deployment"] for c in q["quantization"]["candidates"][target]}
     assert len(q["deployment"]) == 1 and "precision_effect" in q["deployment"][0]
-    artifact = next((tmp_path / "o/models/quantize").glob("model.*"))
+    choice = json.loads((tmp_path / "o/models/quantize/spec.json").read_text())["deployed"]
+    artifact = tmp_path / "o/models/quantize" / choice[target]["file"]
     assert res["stages"][1]["metrics"]["size_bytes"] == artifact.stat().st_size
+    lat = q["latency"][target]
+    assert lat["deployed"]["runtime"] == choice[target]["runtime"]
+    assert lat["vs_first"]["stage"] == "train" and lat["rounds"] >= 7
+    assert "load" in lat and "noisy" in lat
     assert "Runtime effect vs precision effect" in (tmp_path / "o/report.md").read_text()
 
 

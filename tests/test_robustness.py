@@ -68,7 +68,8 @@ def test_metrics_on_every_stage_including_int8(tmp_path):
     assert "robust_accuracy/transfer" not in train.metrics  # no other model to transfer from
     assert "robust_accuracy/transfer" in int8.metrics
     assert train.details["robustness"]["gradients"] == "own gradients"
-    assert int8.details["robustness"]["gradients"] == "BPDA through the parent stage"
+    assert int8.details["robustness"]["gradients"] == \
+        "BPDA through the float model of stage 'train'"
 
 
 def test_metric_options_are_validated():

@@ -19,9 +19,11 @@ from pydantic_core import PydanticUndefined
 from nnopt.core.errors import NnoptError, RecipeError, first_line, unknown_choice
 from nnopt.core.fileio import StagedFolder
 from nnopt.core.registry import COMMANDS, PLUGINS, REGISTRIES, Entry, find
+from nnopt.guide import guide_lines
 from nnopt.measure.target import Target
 from nnopt.recipe import Recipe, load_recipe
-from nnopt.report import load_report, write_comparison
+from nnopt.report import load_report, write_comparison, write_report
+from nnopt.report.answer import deployed_text
 from nnopt.report.render import fmt, metric_columns
 from nnopt.runner import run_recipe
 from nnopt.search.executors import get_executor
@@ -75,8 +77,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     for s in report.stages:
         for w in s.details.get("warnings", []):
             print(f"warning: {s.name}: {w}")
+    _print_answer(report.summary)
     print(f"\nreport: {out / 'report.html'}  (also report.md, results.json, figures/, models/)")
     return 0
+
+
+def _print_answer(summary: dict) -> None:
+    """The recommendation per target and the conclusions, as the report opens with them."""
+    recs = summary.get("recommendations") or []
+    if recs:
+        print("\nanswer:")
+        for r in recs:
+            if r["stage"] is None:
+                print(f"  {r['target']}: no stage meets the constraints")
+                continue
+            noisy = " (noisy: rerun on a quiet machine)" if r.get("noisy") else ""
+            print(f"  {r['target']}: ship '{r['stage']}' as {deployed_text(r['deployed'])}, "
+                  f"{r['latency_ms']:.3f} ms, {r['speedup']:.2f}x vs the first stage{noisy}")
+    for line in summary.get("conclusions") or []:
+        print(f"  - {line}")
 
 
 def _validate_args(sp: argparse.ArgumentParser) -> None:
@@ -172,6 +191,10 @@ def _explain_entry(e: Entry) -> None:
     print(f"{e.kind} '{e.name}'" + (f"  (from {e.origin})" if not e.origin.startswith(
         "nnopt.") else "") + "\n")
     print(e.doc or "(no description)")
+    if e.kind == "step":
+        lines = guide_lines(e.name, e.meta)
+        if lines:
+            print("\n" + "\n".join(lines))
     if e.meta.get("produces"):
         print(f"\nproduces: {', '.join(e.meta['produces'])}")
     if e.kind == "record":  # a typed stage record: the schema of details[KEY] in results.json
@@ -225,7 +248,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     reports = [(str(d), load_report(d)) for d in args.dirs]
     with StagedFolder(args.out, "comparison") as staging:
         try:
-            write_comparison(reports, staging)
+            if len(reports) == 1:  # the run's own report again
+                write_report(reports[0][1], staging)
+            else:
+                write_comparison(reports, staging)
         except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
             # the folders came from elsewhere: details nnopt would not write are an input error
             raise NnoptError(f"cannot draw a report from {', '.join(args.dirs)}: their details "

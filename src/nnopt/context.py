@@ -18,7 +18,7 @@ from nnopt.measure.base import example_batch
 from nnopt.measure.noise_monitor import NoiseMonitor
 from nnopt.measure.target import Target
 from nnopt.recipe import ResolvedRecipe
-from nnopt.train.callbacks import FitState, ProgressBar
+from nnopt.train.callbacks import FitState, PhaseBar, ProgressBar
 from nnopt.train.fit import TrainConfig, fit
 from nnopt.train.masks import KeepMasks, masks_from_zeros
 
@@ -60,6 +60,10 @@ class RunContext:
         self.details.setdefault("warnings", []).extend(messages)
         for m in messages:
             self.log.warning("%s: %s", self.stage, m)
+
+    def progress_bar(self, desc: str) -> PhaseBar | None:
+        """A progress bar for a long phase of the stage (None when the CLI shows none)."""
+        return PhaseBar(desc) if self.progress else None
 
     def example(self, batch_size: int) -> torch.Tensor:
         """A batch of real test inputs of the requested size (for timing and export)."""

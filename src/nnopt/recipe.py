@@ -19,6 +19,7 @@ from nnopt.core.config import FACTORY, NAME, BatchSize, Epochs, Seed, Strict  # 
 from nnopt.core.errors import RecipeError, did_you_mean, unknown_choice
 from nnopt.core.registry import DATASETS, METRICS, MODELS, STEPS, Registry
 from nnopt.core.yaml_io import MAX_RECIPE_BYTES, Loc, YamlTooBig, safe_yaml, yaml_locations
+from nnopt.measure.decide import DecideConfig
 from nnopt.measure.target import Target
 
 DEFAULT_EVALUATE = ["accuracy", "nll", "params", "nonzero_params", "size", "compressed_size",
@@ -59,6 +60,8 @@ class Recipe(Strict):
     metric_options: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="settings of metrics that take some, by metric name "
         "(e.g. robust: {eps: 0.1})")
+    decide: DecideConfig = Field(default_factory=DecideConfig, description="the constraints "
+                                 "the recommended stage per target must meet")
 
     @field_validator("targets")
     @classmethod
@@ -80,6 +83,7 @@ class ResolvedRecipe(BaseModel):
     model: Any
     stages: list[StageSpec]
     metric_options: dict[str, Any] = Field(default_factory=dict)
+    source: str | None = None  # the recipe file, when it came from one
 
     def trusted(self) -> tuple[str, ...]:
         """The factories this run vouches for: the recipe's ``trust`` list and the factory that
@@ -389,6 +393,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *
     ``--trust``) to the recipe's ``trust`` list."""
     raw, text = load_raw(path)
     resolved = resolve_with_overrides(raw, overrides, source=str(path), text=text)
+    resolved.source = str(Path(path).resolve())
     if trust:
         try:
             resolved.recipe.trust = [*resolved.recipe.trust, *trust]

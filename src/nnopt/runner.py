@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
 from nnopt.context import RunContext
-from nnopt.core.compute import seed_everything
+from nnopt.core.compute import predict, seed_everything
 from nnopt.core.environment import environment, memory_bytes
 from nnopt.core.errors import DataError, NnoptError
 from nnopt.core.fileio import StagedFolder
@@ -18,12 +19,18 @@ from nnopt.core.version import __version__
 from nnopt.data import load_data
 from nnopt.data.base import DataSplits
 from nnopt.measure import Measurement, measure
+from nnopt.measure.base import is_artifact
+from nnopt.measure.quantity import order
+from nnopt.measure.side_by_side import deployed_as, time_stages
 from nnopt.models import build_model, save_model
 from nnopt.models.base import check_fits, weightless_count
+from nnopt.models.deployed import Deployed
 from nnopt.recipe import INPUT, ResolvedRecipe
 from nnopt.report import Report, StageRecord, write_report
+from nnopt.report.summary import run_metadata, summarize
 
 log = logging.getLogger("nnopt")
+LATENCY = "latency"  # timed for all stages together, after them (the timing pass)
 
 
 def check_size(resolved: ResolvedRecipe, data: DataSplits) -> None:
@@ -55,8 +62,9 @@ def prepare(resolved: ResolvedRecipe) -> tuple[DataSplits, nn.Module]:
 
 def run_recipe(resolved: ResolvedRecipe, out_dir: str | Path, *, progress: bool = False
                ) -> Report:
-    """Run every stage, write the run folder atomically and return the Report. The output
-    folder is checked before any work starts."""
+    """Run every stage, time every stage's artifact on every target side by side, decide per
+    target, write the run folder atomically and return the Report. The output folder is
+    checked before any work starts."""
     recipe = resolved.recipe
     with StagedFolder(out_dir, "run") as staging:
         data, model = prepare(resolved)
@@ -65,40 +73,94 @@ def run_recipe(resolved: ResolvedRecipe, out_dir: str | Path, *, progress: bool 
                          progress=progress, final_dir=Path(out_dir))
         records: list[StageRecord] = []
         stages = resolved.stages or []
+        models: dict[str, nn.Module] = {}
+        parents: dict[str, str] = {}
+        floats: dict[str, str] = {INPUT: INPUT}  # stage -> the stage of its float model
         if not stages:
             records.append(_measure_stage(ctx, "input", "input", model, 0.0, staging))
+            models["input"] = model
         previous = INPUT
         for spec in stages:
             # the stage this one starts from ("input": the recipe's untrained model)
-            ctx.stage, ctx.details = spec.name, {"from": spec.source or previous}
+            source_name = spec.source or previous
+            ctx.stage, ctx.details = spec.name, {"from": source_name}
             previous = spec.name
             log.info("stage %s (%s)", spec.name, spec.step)
             start = time.perf_counter()
             seed_everything(recipe.seed)
-            source = (initial if spec.source == INPUT else ctx.models[spec.source]) \
-                if spec.source else model
+            source = initial if source_name == INPUT else ctx.models[source_name]
             out = STEPS.get(spec.step).fn(source, spec.config, ctx)
             if not isinstance(out, nn.Module):
                 raise NnoptError(f"step '{spec.step}' returned {type(out).__name__}, not a model")
             seconds = time.perf_counter() - start
-            records.append(_measure_stage(ctx, spec.name, spec.step, out, seconds, staging,
-                                          parent=source))
-            ctx.models[spec.name] = out
+            floats[spec.name] = floats[source_name] if is_artifact(out) else spec.name
+            float_name = floats[spec.name]
+            float_model = initial if float_name == INPUT else ctx.models.get(float_name, out)
+            records.append(_measure_stage(
+                ctx, spec.name, spec.step, out, seconds, staging, parent=float_model,
+                parent_name="the recipe's input model" if float_name == INPUT else
+                f"the float model of stage '{float_name}'"))
+            ctx.models[spec.name] = models[spec.name] = out
+            if source_name != INPUT:
+                parents[spec.name] = source_name
             model = out
+        if LATENCY in recipe.evaluate and ctx.targets:
+            _time_side_by_side(ctx, records, models, parents, staging)
         report = Report(nnopt_version=__version__, recipe=resolved.to_dict(),
-                        environment=environment(), data=data.summary(), stages=records)
+                        environment=environment(), data=data.summary(), stages=records,
+                        run=run_metadata(resolved))
+        report.summary = summarize(report)
         write_report(report, staging)
     return report
 
 
+def _time_side_by_side(ctx: RunContext, records: list[StageRecord],
+                       models: dict[str, nn.Module], parents: dict[str, str],
+                       staging: Path) -> None:
+    """The timing pass: every stage on every target, interleaved; figures into the records."""
+    dirs = {r.name: staging / "models" / r.name for r in records}
+    found = time_stages(models, ctx.targets, ctx.data.test.x, dirs, parents,
+                        bar=lambda desc: ctx.progress_bar(desc))
+    for rec in records:
+        per_target = found.get(rec.name, {})
+        rec.details["latency"] = per_target
+        for target, fig in per_target.items():
+            if "median_ms" in fig:
+                rec.metrics[f"latency_ms/{target}"] = fig["median_ms"]
+        rec.metrics = {k: rec.metrics[k] for k in order(set(rec.metrics))}
+
+
+def _with_file(how: dict[str, Any], folder: Path, staging: Path, file: str) -> dict[str, Any]:
+    """A target's deployment with its file relative to the run folder (unchanged when the
+    target has none: then it holds only the reason)."""
+    if "runtime" not in how:
+        return how
+    if "file" in how:
+        return {**how, "file": (folder / how["file"]).relative_to(staging).as_posix()}
+    return {**how, "file": file, "reason": how.get("reason", "the stage's own model (this "
+                                                   "stage deploys nothing per target)")}
+
+
 def _measure_stage(ctx: RunContext, name: str, step: str, model: nn.Module, seconds: float,
-                   staging: Path, parent: nn.Module | None = None) -> StageRecord:
+                   staging: Path, parent: nn.Module | None = None,
+                   parent_name: str = "the parent stage") -> StageRecord:
     folder = staging / "models" / name
     weights = save_model(model, folder)
     m = Measurement(model=model, data=ctx.data, targets=ctx.targets, work_dir=folder,
                     weights_path=weights, details=dict(ctx.details),
-                    options=ctx.recipe.metric_options, reference=ctx.baseline, parent=parent)
-    metrics = measure(m, ctx.recipe.recipe.evaluate)
+                    options=ctx.recipe.metric_options, reference=ctx.baseline, parent=parent,
+                    parent_name=parent_name)
+    file = weights.relative_to(staging).as_posix()
+    m.details["deployed"] = {t.name: _with_file(deployed_as(model, t), folder, staging, file)
+                             for t in ctx.targets}
+    names = [n for n in ctx.recipe.recipe.evaluate if n != LATENCY or not ctx.targets]
+    metrics = measure(m, names, ctx.progress_bar(f"measure {name}"))
+    if isinstance(model, Deployed) and "accuracy" in metrics:  # other targets' own artifacts
+        others = {t: a for t, a in model.by_target.items() if a is not model.main}
+        if others:
+            m.details["deployed_accuracy"] = {
+                t: (predict(a, ctx.data.test.x).argmax(1) == ctx.data.test.y)
+                .double().mean().item() for t, a in others.items()}
     return StageRecord(name=name, step=step, seconds=round(seconds, 3),
                        artifact=folder.relative_to(staging).as_posix(), metrics=metrics,
                        details=m.details)

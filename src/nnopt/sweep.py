@@ -23,6 +23,7 @@ from nnopt.core.fileio import (
 from nnopt.core.yaml_io import safe_yaml
 from nnopt.recipe import load_recipe
 from nnopt.report import plots
+from nnopt.report.answer import deployed_text
 from nnopt.report.model import RESULTS, Report, load_report
 from nnopt.report.render import Doc, figures, fmt, metric_columns, metrics_tables
 from nnopt.runner import run_recipe
@@ -75,6 +76,9 @@ class VariantResult:
     skipped: bool = False
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    deployed: dict[str, str] = field(default_factory=dict)  # last stage: target -> how
+    warnings: list[str] = field(default_factory=list)  # every stage's, "stage: text"
+    recommended: dict[str, str] = field(default_factory=dict)  # target -> stage
 
 
 def variants(recipe_path: str, grid: list[tuple[str, list[Any]]], base: list[str],
@@ -123,9 +127,15 @@ def run_variant(v: Variant) -> VariantResult:
 
 def _finished(v: Variant, rep: Report, skipped: bool = False) -> VariantResult:
     """A variant's last-stage metrics and total stage time, from its report."""
-    return VariantResult(v.name, v.values, v.out, True, skipped=skipped,
-                         metrics=rep.stages[-1].metrics if rep.stages else {},
-                         seconds=sum(st.seconds for st in rep.stages))
+    last = rep.stages[-1].details.get("deployed", {}) if rep.stages else {}
+    return VariantResult(
+        v.name, v.values, v.out, True, skipped=skipped,
+        metrics=rep.stages[-1].metrics if rep.stages else {},
+        seconds=sum(st.seconds for st in rep.stages),
+        deployed={t: deployed_text(d) for t, d in last.items()},
+        warnings=[f"{st.name}: {w}" for st in rep.stages for w in st.details.get("warnings", [])],
+        recommended={r["target"]: r["stage"] or "none"
+                     for r in (rep.summary or {}).get("recommendations", [])})
 
 
 def run_sweep(recipe_path: str, grid_specs: list[str], out: str | Path, executor: Executor, *,
@@ -168,6 +178,13 @@ def run_sweep(recipe_path: str, grid_specs: list[str], out: str | Path, executor
     return done
 
 
+def _relative(path: str, base: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return Path(path).resolve().as_posix()
+
+
 def write_sweep_report(recipe_path: str, grid: list[tuple[str, list[Any]]],
                        results: list[VariantResult], out: Path) -> None:
     """sweep.json, report.md/html and a curve per metric over the first grid key."""
@@ -181,6 +198,18 @@ def write_sweep_report(recipe_path: str, grid: list[tuple[str, list[Any]]],
     failed = [r for r in results if not r.ok]
     if ok:
         doc.h2("Variants")
+        targets = sorted({t for r in ok for t in r.deployed})
+        doc.table(["variant", "report"] + [f"{t} deployed as" for t in targets]
+                  + [f"{t} recommended" for t in targets] + ["warnings"],
+                  [[r.name, doc.link(_relative(r.out, out) + "/report.html", "report")]
+                   + [r.deployed.get(t, "-") for t in targets]
+                   + [r.recommended.get(t, "-") for t in targets] + [str(len(r.warnings))]
+                   for r in ok])
+        warned = [[r.name, w] for r in ok for w in r.warnings]
+        if warned:
+            doc.h2("Warnings of the variants")
+            doc.table(["variant", "warning"], warned)
+        doc.h2("Metrics of the variants")
         metrics_tables(doc, [r.name for r in ok], ["-"] * len(ok),
                        [r.seconds for r in ok], [r.metrics for r in ok], "variant")
     if failed:

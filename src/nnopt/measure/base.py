@@ -32,7 +32,9 @@ class Measurement:
     details: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)  # validated metric_options by metric
     reference: nn.Module | None = None  # the run's first model (e.g. the fp32 baseline)
-    parent: nn.Module | None = None  # the model this stage's step started from
+    parent: nn.Module | None = None  # the float (PyTorch) model this stage descends from
+    parent_name: str = "the parent stage"  # which stage that float model is
+    note: Any = None  # note(text): a long metric says what it is doing (e.g. which attack)
 
     def option(self, metric: str) -> Any:
         """The validated options of ``metric`` (its config's defaults if the recipe gives none)."""

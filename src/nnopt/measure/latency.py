@@ -11,6 +11,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from nnopt.measure.quantity import MS
 from nnopt.measure.runtimes import export_onnx, onnx_runner, torch_runner, torch_threads
 from nnopt.measure.sparse_exec import to_sparse
 from nnopt.measure.target import Target
+from nnopt.models.deployed import deployment_choices, for_target
 
 
 def time_calls(fn: Callable[[], object], *, warmup: int = 10, repeats: int = 50,
@@ -49,47 +51,65 @@ def time_calls(fn: Callable[[], object], *, warmup: int = 10, repeats: int = 50,
             "mean_ms": statistics.fmean(times), "min_ms": min(times), "repeats": len(times)}
 
 
-def measure_target(m: Measurement, target: Target) -> dict[str, Any]:
-    """Time the stage's model on one target; the record names runtime, threads and batch."""
-    example = m.example(target.batch_size)
-    artifact = runtime_of(m.model) != "torch"  # a deployed ONNX file runs on its own runtime
-    with torch_threads(target.threads):
-        if target.runtime == "onnxruntime" or artifact:
-            if hasattr(m.model, "onnx_bytes"):
-                fn = onnx_runner(m.model.onnx_bytes, example, target.threads)
-            else:
-                path = m.work_dir / "model.onnx"
-                if not path.is_file():
-                    export_onnx(m.model, path, m.example(1))
-                fn = onnx_runner(path, example, target.threads)
-        elif target.sparse:
-            fn = torch_runner(to_sparse(m.model), example)
+def skip_reason(model: Any, target: Target) -> str:
+    """Why ``model`` cannot be timed on ``target`` ('' when it can)."""
+    if is_artifact(model) and not target.allows(runtime_of(model)):
+        return (f"this {runtime_of(model)} artifact does not run on a target limited to "
+                f"{', '.join(target.runtimes or [])}")
+    if is_artifact(model) and runtime_of(model) == "torch" and target.runtime == "onnxruntime" \
+            and target.runtimes is None:
+        return "this PyTorch artifact (int8 or fp16/bf16) does not run on onnxruntime"
+    if is_stochastic(model) and target.runtime == "onnxruntime":
+        return "a sampling model (MC dropout, Bayesian layers) is deployed with PyTorch"
+    return ""
+
+
+def target_runner(model: Any, target: Target, example: Any, work_dir: Path
+                  ) -> tuple[Callable[[], object], str]:
+    """A no-argument callable running one batch of ``model`` as ``target`` runs it (a deployed
+    artifact on its own runtime, a PyTorch model on the target's runtime, exported to
+    ``work_dir/model.onnx`` if need be), and the runtime's name. Call it under
+    ``torch_threads(target.threads)``."""
+    artifact = runtime_of(model) != "torch"  # a deployed ONNX file runs on its own runtime
+    if target.runtime == "onnxruntime" or artifact:
+        onnx = model.exported_onnx() if is_artifact(model) else None
+        if onnx is not None:
+            fn = onnx_runner(onnx, example, target.threads)
         else:
-            fn = torch_runner(m.model, example)
+            path = work_dir / "model.onnx"
+            if not path.is_file():
+                export_onnx(model, path, example[:1])
+            fn = onnx_runner(path, example, target.threads)
+        return fn, "onnxruntime"
+    if target.sparse:
+        return torch_runner(to_sparse(model), example), "torch+csr"
+    return torch_runner(model, example), "torch"
+
+
+def measure_target(m: Measurement, target: Target) -> dict[str, Any]:
+    """Time the stage's model alone on one target; the record names runtime, threads and batch."""
+    example = m.example(target.batch_size)
+    with torch_threads(target.threads):
+        fn, runtime = target_runner(m.model, target, example, m.work_dir)
         stats = time_calls(fn, warmup=target.warmup, repeats=target.repeats,
                            min_seconds=target.min_seconds)
-    runtime = target.runtime + ("+csr" if target.sparse else "")
-    if artifact and target.runtime != runtime_of(m.model):
-        runtime = f"{runtime_of(m.model)} (deployed artifact)"
     return {"runtime": runtime, "threads": target.threads, "batch_size": target.batch_size,
             **stats}
 
 
 @METRICS.register("latency", produces=["latency_ms/<target>"], quantity=MS)
 def latency(m: Measurement) -> dict[str, float]:
-    """Median latency in ms of one batch on each recipe target (details hold p10/p90, repeats)."""
+    """Median latency in ms of one batch on each recipe target (details hold p10/p90, repeats).
+    A run times every stage side by side after the stages instead (``nnopt.timing``)."""
     out, details = {}, {}
     for target in m.targets:
-        if is_artifact(m.model) and runtime_of(m.model) == "torch" \
-                and target.runtime == "onnxruntime":
-            details[target.name] = {"runtime": target.runtime, "skipped": "this PyTorch "
-                                    "artifact (int8 or fp16/bf16) does not run on onnxruntime"}
+        model = for_target(m.model, target.name)
+        why = skip_reason(model, target) if model is not None else \
+            deployment_choices(m.model)[target.name].get("reason", "no deployment")
+        if why:
+            details[target.name] = {"runtime": target.runtime, "skipped": why}
             continue
-        if is_stochastic(m.model) and target.runtime == "onnxruntime":
-            details[target.name] = {"runtime": target.runtime, "skipped": "a sampling model "
-                                    "(MC dropout, Bayesian layers) is deployed with PyTorch"}
-            continue
-        rec = measure_target(m, target)
+        rec = measure_target(replace(m, model=model), target)
         details[target.name] = rec
         out[f"latency_ms/{target.name}"] = rec["median_ms"]
     m.details["latency"] = details

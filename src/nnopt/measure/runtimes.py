@@ -50,7 +50,8 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 def ort_session(path: str | Path | bytes, threads: int):  # -> onnxruntime.InferenceSession
-    """A CPU session with ``threads`` intra-op threads, from a file or the model's bytes."""
+    """A CPU session with ``threads`` intra-op threads that do not spin-wait, from a file or
+    the model's bytes."""
     ort = onnxruntime()
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
@@ -58,6 +59,10 @@ def ort_session(path: str | Path | bytes, threads: int):  # -> onnxruntime.Infer
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    # no spin-waiting: an idle ONNX Runtime pool that spins keeps burning the cores after each
+    # call and slowed whatever ran next by up to 2x here (FACTS.md), so side-by-side timings lied
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     source = path if isinstance(path, bytes) else str(path)
     return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
 

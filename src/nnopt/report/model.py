@@ -36,6 +36,8 @@ class Report:
     environment: dict[str, Any]
     data: dict[str, Any]
     stages: list[StageRecord]
+    run: dict[str, Any] = field(default_factory=dict)  # recipe file, date, seed, revision
+    summary: dict[str, Any] = field(default_factory=dict)  # the answer: see report.summary
 
     @property
     def name(self) -> str:
@@ -53,7 +55,8 @@ class Report:
                                                        "metrics")}, details=s.get("details", {}))
                   for s in d["stages"]]
         return cls(nnopt_version=d["nnopt_version"], recipe=d["recipe"],
-                   environment=d.get("environment", {}), data=d.get("data", {}), stages=stages)
+                   environment=d.get("environment", {}), data=d.get("data", {}), stages=stages,
+                   run=d.get("run", {}), summary=d.get("summary", {}))
 
 
 def check_results(d: Any) -> None:
@@ -65,7 +68,7 @@ def check_results(d: Any) -> None:
     need(isinstance(d, dict), "not a JSON object")
     need(isinstance(d.get("nnopt_version"), str), "'nnopt_version' must be a string")
     need(isinstance(d.get("recipe"), dict), "'recipe' must be an object")
-    for key in ("environment", "data"):
+    for key in ("environment", "data", "run", "summary"):
         need(isinstance(d.get(key, {}), dict), f"'{key}' must be an object")
     need(isinstance(d.get("stages"), list) and d["stages"], "'stages' must be a non-empty list")
     for i, s in enumerate(d["stages"]):

@@ -35,6 +35,23 @@ def pareto_front(xs: Sequence[float], ys: Sequence[float]) -> list[int]:
     return front
 
 
+def label_groups(xs: Sequence[float], ys: Sequence[float], labels: Sequence[str],
+                 near: float = 0.04) -> list[tuple[float, float, str]]:
+    """One label per cluster of points closer than ``near`` of the axis ranges (their labels
+    joined), so that labels of nearly equal models do not print over each other."""
+    dx = (max(xs) - min(xs)) or 1.0
+    dy = (max(ys) - min(ys)) or 1.0
+    groups: list[tuple[float, float, list[str]]] = []
+    for x, y, lab in sorted(zip(xs, ys, labels)):
+        for gx, gy, names in groups:
+            if abs(gx - x) / dx < near and abs(gy - y) / dy < near:
+                names.append(lab)
+                break
+        else:
+            groups.append((x, y, [lab]))
+    return [(x, y, ", ".join(names)) for x, y, names in groups]
+
+
 def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None,
              **kw: Any) -> tuple[Figure, Any]:
     """A figure and its axes like ``pyplot.subplots``, without pyplot: nnopt never switches
@@ -59,8 +76,11 @@ def _scatter(ax: Any, points: list[Point], xkey: str, ykey: str, xlabel: str,
     xs = [p.metrics[xkey] / xscale for p in pts]
     ys = [100 * p.metrics[ykey] for p in pts]
     ax.scatter(xs, ys, s=36, zorder=3)
-    for x, y, p in zip(xs, ys, pts):
-        ax.annotate(p.label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    for k, (x, y, text) in enumerate(label_groups(xs, ys, [p.label for p in pts])):
+        ax.annotate(text, (x, y), textcoords="offset points", fontsize=8,
+                    xytext=(6, 6 if k % 2 == 0 else -12),
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
+                          "alpha": 0.8})
     front = pareto_front(xs, ys)
     ax.step([xs[i] for i in front], [ys[i] for i in front], where="post", color="tab:red",
             alpha=0.7, label="Pareto front", zorder=2)

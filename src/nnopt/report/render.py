@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import html
+import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,10 @@ from nnopt.core.fileio import atomic_write_json, atomic_write_text
 from nnopt.core.registry import SECTIONS
 from nnopt.measure.quantity import change, fmt, order  # noqa: F401  (fmt, change: for sections)
 from nnopt.report import plots
+from nnopt.report.answer import answer, deployed_text, main_table
+from nnopt.report.doc import Doc
 from nnopt.report.model import RESULTS, Report, StageRecord
+from nnopt.report.summary import summarize
 
 
 def metric_columns(rows: list[dict[str, float]]) -> list[str]:
@@ -41,111 +42,79 @@ def _sections(doc: Doc, labels: list[str], records: list[StageRecord], fig_dir: 
 
 def _warnings(doc: Doc, labels: list[str], records: list[StageRecord]) -> None:
     rows = [[lab, w] for lab, s in zip(labels, records) for w in s.details.get("warnings", [])]
+    rows += [[lab, f"OOD set '{name}' {flag}"] for lab, s in zip(labels, records)
+             for name, flag in (s.details.get("ood_flags") or {}).items()]
     if rows:
         doc.h2("Warnings")
         doc.table(["stage", "warning"], rows)
 
 
-# -- documents ---------------------------------------------------------------------------------
-
-@dataclass
-class Doc:
-    """A report as blocks, rendered to Markdown and to HTML from the same content."""
-
-    title: str
-    blocks: list[tuple[str, Any]] = field(default_factory=list)
-
-    def h2(self, text: str) -> None:
-        self.blocks.append(("h2", text))
-
-    def p(self, text: str) -> None:
-        self.blocks.append(("p", text))
-
-    def table(self, header: list[str], rows: list[list[str]]) -> None:
-        self.blocks.append(("table", (header, rows)))
-
-    def figure(self, path: Path, caption: str) -> None:
-        self.blocks.append(("figure", (path, caption)))
-
-    def markdown(self, base: Path) -> str:
-        out = [f"# {self.title}", ""]
-        for kind, val in self.blocks:
-            if kind == "h2":
-                out += [f"## {val}", ""]
-            elif kind == "p":
-                out += [val, ""]
-            elif kind == "table":
-                header, rows = val
-                out.append("| " + " | ".join(h.replace("|", "\\|") for h in header) + " |")
-                out.append("|" + "|".join("---" for _ in header) + "|")
-                out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-                out.append("")
-            elif kind == "figure":
-                path, caption = val
-                out += [f"![{caption}]({path.relative_to(base).as_posix()})", ""]
-        return "\n".join(out)
-
-    def html(self) -> str:
-        e = html.escape
-        parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(self.title)}"
-                 f"</title><style>{CSS}</style></head><body><h1>{e(self.title)}</h1>"]
-        for kind, val in self.blocks:
-            if kind == "h2":
-                parts.append(f"<h2>{e(val)}</h2>")
-            elif kind == "p":
-                parts.append(f"<p>{e(val)}</p>")
-            elif kind == "table":
-                header, rows = val
-                parts.append("<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in header)
-                             + "</tr></thead><tbody>")
-                parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows]
-                parts.append("</tbody></table>")
-            elif kind == "figure":
-                path, caption = val
-                data = base64.b64encode(path.read_bytes()).decode()
-                parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{e(caption)}'>"
-                             f"<figcaption>{e(caption)}</figcaption></figure>")
-        parts.append("</body></html>")
-        return "\n".join(parts)
-
-
-CSS = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}"
-       "table{border-collapse:collapse;margin:1em 0;font-size:14px}"
-       "th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-       "th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}"
-       "img{max-width:100%}figcaption{color:#555;font-size:13px}")
-
-
 def metrics_tables(doc: Doc, labels: list[str], steps: list[str],
-                   seconds: list[float], metrics: list[dict[str, float]], first: str) -> None:
+                   seconds: list[float], metrics: list[dict[str, float]], first: str,
+                   records: list[StageRecord] | None = None) -> None:
+    """Every metric of every row, then each row's change against the first. Latency changes
+    are the paired speed-ups of the timing pass when the records hold them (a noisy one says
+    so instead of a number)."""
     cols = metric_columns(metrics)
     doc.table([first, "step", "time (s)"] + cols,
               [[lab, st, f"{sec:.1f}"] + [fmt(c, m.get(c)) for c in cols]
                for lab, st, sec, m in zip(labels, steps, seconds, metrics)])
     if len(metrics) > 1:
         ref = metrics[0]
-        doc.p(f"Change of each row against the first ({labels[0]}):")
-        doc.table([first] + cols,
-                  [[lab] + [change(c, m[c], ref[c]) if c in m and c in ref else "-" for c in cols]
-                   for lab, m in zip(labels[1:], metrics[1:])])
+        doc.p(f"Change of each row against the first ({labels[0]}); latency: the paired "
+              "speed-up from the same timing rounds:")
+        rows = []
+        for i, (lab, m) in enumerate(zip(labels[1:], metrics[1:]), start=1):
+            rec = records[i] if records else None
+            rows.append([lab] + [_change(c, m, ref, rec) for c in cols])
+        doc.table([first] + cols, rows)
+
+
+def _change(col: str, m: dict[str, float], ref: dict[str, float],
+            rec: StageRecord | None) -> str:
+    if col not in m or col not in ref:
+        return "-"
+    if col.startswith("latency_ms/") and rec is not None:
+        vs = ((rec.details.get("latency") or {}).get(col.split("/", 1)[1]) or {}).get("vs_first")
+        if vs:
+            if vs["noisy"]:
+                return "noisy"
+            r = vs["ratio"]
+            return f"{r:.2f}x faster" if r >= 1 else f"{1 / r:.2f}x slower"
+    return change(col, m[col], ref[col])
 
 
 def _latency_table(doc: Doc, labels: list[str], records: list[StageRecord]) -> None:
-    rows = []
+    rows, loads = [], {}
     for lab, s in zip(labels, records):
         for target, r in (s.details.get("latency") or {}).items():
+            how = deployed_text(r.get("deployed", {})) if "deployed" in r else r.get("runtime")
             if "skipped" in r:
-                rows.append([lab, target, r["runtime"], "-", "-", "-", "-", "-", r["skipped"]])
+                rows.append([lab, target, how or "-", "-", "-", "-", "-", "-", "-", r["skipped"]])
                 continue
-            rows.append([lab, target, r["runtime"], str(r["threads"]), str(r["batch_size"]),
-                         f"{r['median_ms']:.3f}", f"{r['p10_ms']:.3f}", f"{r['p90_ms']:.3f}",
-                         str(r["repeats"])])
+            if r.get("load"):
+                loads[target] = r["load"]
+            vs = r.get("vs_first")
+            rows.append([lab, target, f"{r['runtime']} ({how})" if how != r["runtime"] else how,
+                         f"{r['threads']} / {r['batch_size']}", f"{r['median_ms']:.3f}",
+                         f"{r['p10_ms']:.3f}-{r['p90_ms']:.3f}",
+                         f"{r.get('rounds', 1)} / {r['repeats']}",
+                         f"{vs['ratio']:.2f}x ({vs['p10']:.2f}-{vs['p90']:.2f})" if vs else "-",
+                         "noisy" if r.get("noisy") else "ok", r.get("noisy_why", "")])
     if rows:
         doc.h2("Latency")
-        doc.p("Measured on each target's runtime: warm-up calls, then timed single calls; the "
-              "median is the figure, p10-p90 the spread.")
-        doc.table(["model", "target", "runtime", "threads", "batch", "median ms", "p10 ms",
-                   "p90 ms", "calls"], rows)
+        doc.p("Every stage on every target in one timing pass after the stages, interleaved "
+              "over rounds (paired): the median of all calls is the figure, p10-p90 its spread; "
+              "speed-ups are medians of per-round ratios. A figure whose round medians spread "
+              "more than 1.5x, or that was timed while other processes used over 25% of the "
+              "CPUs, is flagged noisy and never headlined.")
+        doc.table(["stage", "target", "runtime (deployed as)", "threads / batch", "median ms",
+                   "p10-p90 ms", "rounds / calls", "vs first (p10-p90)", "trust", "why"], rows)
+        if loads:
+            doc.p("Machine load while timing: " + "; ".join(
+                f"{t}: load average {ld.get('loadavg_1m')}, other processes "
+                f"{100 * ld.get('other_cpu', 0):.0f}% of {ld.get('cpus')} CPUs"
+                for t, ld in loads.items()) + ".")
 
 
 def figures(doc: Doc, points: list[plots.Point], targets: list[str], fig_dir: Path) -> None:
@@ -172,30 +141,51 @@ def _write(doc: Doc, folder: Path) -> None:
     atomic_write_text(folder / "report.html", doc.html())
 
 
+def _meta(report: Report) -> list[tuple[str, str]]:
+    run = report.run or {}
+    d = report.data
+    out = [("recipe", str(run.get("recipe_file") or report.name)),
+           ("seed", str(report.recipe.get("seed"))), ("date", str(run.get("date", "-"))),
+           ("nnopt", report.nnopt_version)]
+    if run.get("git_revision"):
+        out.append(("revision", run["git_revision"]))
+    out.append(("data", f"{d.get('name')} (train {d.get('train')}, val {d.get('val')}, test "
+                        f"{d.get('test')})"))
+    out.append(("model", str(report.recipe.get("model", {}).get("name"))))
+    return out
+
+
 def write_report(report: Report, folder: str | Path) -> None:
     """Write results.json, report.md, report.html and figures/ for one run."""
     folder = Path(folder)
+    if not report.summary:
+        report.summary = summarize(report)
     atomic_write_json(folder / RESULTS, report.to_dict())
-    doc = Doc(f"nnopt report: {report.name}")
-    d = report.data
-    doc.p(f"Data: {d.get('name')} (train {d.get('train')}, val {d.get('val')}, test "
-          f"{d.get('test')}; input {d.get('input_shape')}, {d.get('num_classes')} classes). "
-          f"Model: {report.recipe.get('model', {}).get('name')}. Accuracy and NLL are on the "
-          "test split; model selection used the validation split only.")
-    doc.h2("Stages")
+    doc = Doc(f"nnopt report: {report.name}", meta=_meta(report))
     labels = [s.name for s in report.stages]
-    metrics_tables(doc, labels, [s.step for s in report.stages],
-                    [s.seconds for s in report.stages], [s.metrics for s in report.stages],
-                    "stage")
-    _warnings(doc, labels, report.stages)
-    _latency_table(doc, labels, report.stages)
-    _training(doc, labels, report.stages)
-    _sections(doc, labels, report.stages, folder / "figures")
-    points = [plots.Point(s.name, s.metrics, s.details.get("history")) for s in report.stages]
     targets = [t["name"] for t in report.recipe.get("targets", [])]
-    figures(doc, points, targets, folder / "figures")
+    answer(doc, report.summary, labels[0])
+    doc.h2("Stages")
+    doc.p("Accuracy and NLL are on the test split; model selection used the validation split "
+          "only. Latency per target is that of the artifact the stage deploys there.")
+    main_table(doc, labels, report.stages, targets)
+    _body(doc, labels, report.stages, folder, targets, "stage")
     _environment(doc, report.environment)
     _write(doc, folder)
+
+
+def _body(doc: Doc, labels: list[str], records: list[StageRecord], folder: Path,
+          targets: list[str], first: str) -> None:
+    doc.h2("All metrics")
+    metrics_tables(doc, labels, [s.step for s in records], [s.seconds for s in records],
+                   [s.metrics for s in records], first, records)
+    _warnings(doc, labels, records)
+    _latency_table(doc, labels, records)
+    _training(doc, labels, records)
+    _sections(doc, labels, records, folder / "figures")
+    points = [plots.Point(lab, s.metrics, s.details.get("history"))
+              for lab, s in zip(labels, records)]
+    figures(doc, points, targets, folder / "figures")
 
 
 def _training(doc: Doc, labels: list[str], records: list[StageRecord]) -> None:
@@ -217,30 +207,53 @@ def _training(doc: Doc, labels: list[str], records: list[StageRecord]) -> None:
                    "best val acc", "train time (s)"], rows)
 
 
+def recipe_difference(recipes: list[dict[str, Any]]) -> list[list[str]]:
+    """The recipe keys whose values differ between runs: [key, value per run]."""
+    flat = [dict(_flatten(r)) for r in recipes]
+    keys = sorted({k for f in flat for k in f})
+    return [[k] + [f.get(k, "-") for f in flat] for k in keys
+            if len({f.get(k, "-") for f in flat}) > 1]
+
+
+def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(obj, dict):
+        return [kv for k, v in obj.items() for kv in _flatten(v, f"{prefix}{k}.")]
+    if isinstance(obj, list) and obj and all(isinstance(v, dict) for v in obj):
+        return [kv for i, v in enumerate(obj) for kv in _flatten(v, f"{prefix}{i}.")]
+    return [(prefix.rstrip("."), json.dumps(obj, sort_keys=True))]
+
+
 def write_comparison(reports: list[tuple[str, Report]], folder: str | Path) -> None:
-    """One report comparing every stage of several runs (``nnopt report DIR...``)."""
+    """One report comparing every stage of several runs (``nnopt report DIR...``): what
+    differs between their recipes, each run's answer, then every section of every run."""
     folder = Path(folder)
     recs = [(f"{run}/{s.name}", s) for run, r in reports for s in r.stages]
     atomic_write_json(folder / "comparison.json", {
         "runs": [{"folder": run, **r.to_dict()} for run, r in reports]})
-    doc = Doc(f"nnopt comparison of {len(reports)} runs")
-    doc.p("Runs: " + "; ".join(f"{run} ({r.name}, data {r.data.get('name')}, "
-                               f"model {r.recipe.get('model', {}).get('name')})"
-                               for run, r in reports))
+    doc = Doc(f"nnopt comparison of {len(reports)} runs",
+              meta=[(run, f"{r.name}, data {r.data.get('name')}, model "
+                          f"{r.recipe.get('model', {}).get('name')}, "
+                          f"{(r.run or {}).get('date', 'date unknown')}")
+                    for run, r in reports])
     envs = {(r.environment.get("cpu"), r.environment.get("torch")) for _, r in reports}
+    doc.h2("What differs")
+    diff = recipe_difference([r.recipe for _, r in reports])
+    doc.p("Recipe keys whose values differ between the runs" + (":" if diff else ": none."))
+    if diff:
+        doc.table(["recipe key"] + [run for run, _ in reports], diff)
     if len(envs) > 1:
-        doc.p("Warning: these runs were measured on different machines or versions; "
-              "compare their latencies with care.")
-    doc.h2("Stages")
+        doc.p("Warning: these runs were measured on different machines or versions; their "
+              "latencies were not timed side by side: compare them with care.")
+    for run, r in reports:
+        summary = r.summary or summarize(r)
+        doc.ul([f"**{run}**: on {x['target']} recommend {x['stage'] or 'none'} "
+                f"({deployed_text(x.get('deployed', {}))}, "
+                f"{fmt('latency_ms/', x.get('latency_ms'))})"
+                for x in summary.get("recommendations", [])])
     labels = [lab for lab, _ in recs]
-    metrics_tables(doc, labels, [s.step for _, s in recs], [s.seconds for _, s in recs],
-                    [s.metrics for _, s in recs], "run/stage")
-    _warnings(doc, labels, [s for _, s in recs])
-    _latency_table(doc, labels, [s for _, s in recs])
-    _training(doc, labels, [s for _, s in recs])
-    _sections(doc, labels, [s for _, s in recs], folder / "figures")
-    points = [plots.Point(lab, s.metrics, s.details.get("history")) for lab, s in recs]
     targets = sorted({t["name"] for _, r in reports for t in r.recipe.get("targets", [])})
-    figures(doc, points, targets, folder / "figures")
+    doc.h2("Stages")
+    main_table(doc, labels, [s for _, s in recs], targets)
+    _body(doc, labels, [s for _, s in recs], folder, targets, "run/stage")
     _environment(doc, reports[0][1].environment)
     _write(doc, folder)

@@ -117,3 +117,25 @@ class ProgressBar(Callback):
                 self.bar.set_postfix(loss=f"{last['train_loss']:.4f}", **shown)
             self.bar.close()
             self.bar = None
+
+
+class PhaseBar:
+    """A tqdm bar for a long phase that is not training (evaluation, attacks, timing):
+    ``bar(done, total)`` moves it (the total may grow); it closes when done reaches total."""
+
+    def __init__(self, desc: str) -> None:
+        self.desc = desc
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int, note: str = "") -> None:
+        if self.bar is None:
+            tty = sys.stderr.isatty()
+            self.bar = tqdm(total=total, leave=True, dynamic_ncols=True, desc=self.desc,
+                            mininterval=0.2 if tty else 30.0)
+        if self.bar.total != total:
+            self.bar.total = total
+        if note:
+            self.bar.set_postfix_str(note, refresh=False)
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.bar.close()

@@ -8,9 +8,11 @@ from nnopt.core.compute import predict
 from nnopt.core.registry import METRICS
 from nnopt.data.ood import ood_sets
 from nnopt.measure.base import Measurement
-from nnopt.measure.quantity import ERROR_RATE, SCORE_HIGH
+from nnopt.measure.quantity import ERROR_RATE, FRACTION
 from nnopt.trust.ood import detection_metrics, ood_score
 from nnopt.trust.uncertainty import is_sampler, sample_logits
+
+NEAR_CHANCE = 0.6  # best AUROC below this: the model cannot tell the set from its test split
 
 
 def normalized(logits: torch.Tensor) -> bool:
@@ -26,7 +28,7 @@ def stage_scores(model: torch.nn.Module, logits: torch.Tensor) -> tuple[str, ...
 
 
 @METRICS.register("ood", produces=["ood_auroc/<dataset>", "ood_fpr95/<dataset>"],
-                  quantities={"ood_auroc/<dataset>": SCORE_HIGH,
+                  quantities={"ood_auroc/<dataset>": FRACTION,
                               "ood_fpr95/<dataset>": ERROR_RATE})
 def ood(m: Measurement) -> dict[str, float]:
     """AUROC and FPR@95TPR of the energy score (Liu et al. 2020), test split against each OOD
@@ -47,4 +49,23 @@ def ood(m: Measurement) -> dict[str, float]:
             out[f"ood_fpr95/{name}"] = rows["energy"]["fpr95"]
     if table:
         m.details["ood"] = table
+        flags = {name: flag for name, rows in table.items()
+                 if (flag := indistinct(name, m.data.name, rows))}
+        if flags:
+            m.details["ood_flags"] = flags
     return out
+
+
+def indistinct(name: str, dataset: str, rows: dict[str, dict[str, float]]) -> str:
+    """Why an OOD set says nothing about OOD detection ('' when it does): it is the training
+    dataset itself, or no score tells it from the test split (best AUROC below
+    ``NEAR_CHANCE``), as for inputs of the training distribution."""
+    best = max(r["auroc"] for r in rows.values())
+    if name == dataset:
+        return (f"is the training dataset itself (best AUROC {best:.2f}): it is not "
+                "out-of-distribution")
+    if best < NEAR_CHANCE:
+        return (f"cannot be told from the test split (best AUROC {best:.2f} < {NEAR_CHANCE}): "
+                "if it is drawn from the training distribution it measures nothing about OOD "
+                "detection")
+    return ""

@@ -1,44 +1,111 @@
-"""Which deployment is fastest on a target, and why: the runtime effect (PyTorch fp32 -> ONNX
-Runtime fp32) kept apart from the precision effect (fp32 -> int8 on the same runtime)."""
+"""Which deployment each target gets, and why: every option (PyTorch and ONNX Runtime, fp32,
+int8, half) timed side by side on the target, the fastest one within the accuracy tolerance
+that the target can run chosen; the runtime effect (PyTorch fp32 -> ONNX Runtime fp32) kept
+apart from the precision effect (fp32 -> int8 on the same runtime)."""
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from nnopt.measure.base import Measurement
-from nnopt.measure.latency import measure_target
+from nnopt.measure.base import example_batch
+from nnopt.measure.latency import target_runner
+from nnopt.measure.paired import Paired, paced, time_paired
+from nnopt.measure.runtimes import torch_threads
 from nnopt.measure.target import Target
 
-FAST = {"warmup": 5, "repeats": 30, "min_seconds": 0.3}
-MARGIN = 1.05  # int8 must be >= 5% faster than fp32 on the same runtime to count as faster
+MARGIN = 1.05  # a lower precision must be >= 5% faster than fp32 (paired) to be chosen
+TORCH_FP32, ORT_FP32 = "torch-fp32", "onnxruntime-fp32"
 
 
-def latency_on(model: nn.Module, data: Any, target: Target, runtime: str) -> float:
-    """Median ms of ``model`` at ``target``'s batch and threads on ``runtime``."""
-    t = target.model_copy(update={"runtime": runtime, "sparse": False, **FAST})
-    with tempfile.TemporaryDirectory() as tmp:
-        return measure_target(Measurement(model, data, [t], Path(tmp)), t)["median_ms"]
+@dataclass
+class Option:
+    """One way to deploy the stage: the model, the runtime that runs it, its precision and
+    its validation accuracy."""
+
+    model: nn.Module
+    runtime: str
+    precision: str
+    accuracy: float
 
 
-def effects(torch_fp32: nn.Module, ort_fp32: nn.Module, ort_int8: nn.Module, data: Any,
-            targets: list[Target]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Per target: the three latencies, the two effects, and warnings where int8 is not faster."""
-    rows, warns = [], []
-    for t in targets:
-        a = latency_on(torch_fp32, data, t, "torch")
-        b = latency_on(ort_fp32, data, t, "onnxruntime")
-        c = latency_on(ort_int8, data, t, "onnxruntime")
-        row = {"target": t.name, "batch_size": t.batch_size, "threads": t.threads,
-               "torch_fp32_ms": a, "ort_fp32_ms": b, "ort_int8_ms": c,
-               "runtime_effect": a / b, "precision_effect": b / c, "total": a / c,
-               "int8_faster": b >= c * MARGIN}
-        rows.append(row)
-        if not row["int8_faster"]:
-            warns.append(f"int8 is not faster than fp32 on onnxruntime at '{t.name}' (batch "
-                         f"{t.batch_size}, {t.threads} thread(s)): {c:.3f} ms vs {b:.3f} ms; the "
-                         f"{a / b:.2f}x over PyTorch is the runtime's, not int8's")
-    return rows, warns
+def time_options(options: dict[str, Option], x: Any, target: Target,
+                 on_round: Callable[[int, int], None] | None = None) -> Paired:
+    """Every option at ``target``'s batch and threads, on its own runtime, side by side."""
+    example = example_batch(x, target.batch_size)
+    with tempfile.TemporaryDirectory() as tmp, torch_threads(target.threads):
+        fns = {}
+        for name, o in options.items():
+            t = target.model_copy(update={"runtime": o.runtime, "runtimes": None,
+                                          "sparse": False})
+            work = Path(tmp) / name
+            work.mkdir()
+            fns[name] = target_runner(o.model, t, example, work)[0]
+        return time_paired(fns, **paced(target), on_round=on_round)
+
+
+def choose(options: dict[str, Option], timing: Paired, target: Target, tolerance: float,
+           fp32_accuracy: float) -> tuple[str | None, str, list[dict[str, Any]]]:
+    """(chosen option, reason, table) on one target: the fastest option the target can run
+    whose validation accuracy is within ``tolerance`` of fp32; a lower precision only when it
+    beats the fastest fp32 option by ``MARGIN`` in paired rounds (so noise never changes the
+    precision)."""
+    base = TORCH_FP32 if TORCH_FP32 in options else ORT_FP32
+    table = []
+    for name, o in options.items():
+        fig = timing.figure(name)
+        r = timing.ratio(base, name)
+        table.append({"deployment": name, "runtime": o.runtime, "precision": o.precision,
+                      "latency_ms": fig["median_ms"], "p10_ms": fig["p10_ms"],
+                      "p90_ms": fig["p90_ms"], "speedup": r["ratio"],
+                      "speedup_p10": r["p10"], "speedup_p90": r["p90"],
+                      "noisy": r["noisy"], "validation_accuracy": o.accuracy,
+                      "runs_here": target.allows(o.runtime),
+                      "eligible": fp32_accuracy - o.accuracy <= tolerance})
+    fit = [r for r in table if r["eligible"] and r["runs_here"]]
+    if not fit:
+        return None, (f"no deployment that '{target.name}' can run "
+                      f"({', '.join(target.runtimes or [])}) is within tolerance"), table
+    best = min(fit, key=lambda r: r["latency_ms"])
+    fp32 = [r for r in fit if r["precision"] == "fp32"]
+    note = ""
+    if best["precision"] != "fp32" and fp32:
+        top = min(fp32, key=lambda r: r["latency_ms"])
+        gain = timing.ratio(top["deployment"], best["deployment"])["ratio"]
+        if gain < MARGIN:
+            note = (f"; {best['deployment']} ({best['precision']}) was only {gain:.2f}x faster "
+                    f"than {top['deployment']} (paired), under the {MARGIN:.2f}x a change of "
+                    "precision must buy, so fp32 is kept")
+            best = top
+    noisy = " (noisy: do not trust this ranking)" if best["noisy"] else ""
+    reason = (f"fastest of {len(fit)} deployments '{target.name}' can run within "
+              f"{100 * tolerance:.1f} pt of fp32 validation accuracy: {best['latency_ms']:.3f} "
+              f"ms, {best['speedup']:.2f}x over {base} (p10-p90 {best['speedup_p10']:.2f}-"
+              f"{best['speedup_p90']:.2f}x, {timing.figure(base)['rounds']} paired rounds)"
+              f"{noisy}{note}")
+    return best["deployment"], reason, table
+
+
+def effects(timing: Paired, target: Target, int8: str) -> tuple[dict[str, Any], str]:
+    """The target's row of the runtime-vs-precision table (from the paired timing of the
+    options) and a warning when int8 is not faster than fp32 on ONNX Runtime."""
+    a, b, c = (timing.figure(k)["median_ms"] for k in (TORCH_FP32, ORT_FP32, int8))
+    runtime, precision = timing.ratio(TORCH_FP32, ORT_FP32), timing.ratio(ORT_FP32, int8)
+    total = timing.ratio(TORCH_FP32, int8)
+    row = {"target": target.name, "batch_size": target.batch_size, "threads": target.threads,
+           "torch_fp32_ms": a, "ort_fp32_ms": b, "ort_int8_ms": c,
+           "runtime_effect": runtime["ratio"], "precision_effect": precision["ratio"],
+           "total": total["ratio"], "int8_faster": precision["ratio"] >= MARGIN,
+           "noisy": runtime["noisy"] or precision["noisy"]}
+    warn = ""
+    if not row["int8_faster"]:
+        warn = (f"int8 is not faster than fp32 on onnxruntime at '{target.name}' (batch "
+                f"{target.batch_size}, {target.threads} thread(s)): {c:.3f} ms vs {b:.3f} ms "
+                f"(paired {precision['ratio']:.2f}x); the {runtime['ratio']:.2f}x over PyTorch "
+                "is the runtime's, not int8's")
+    return row, warn

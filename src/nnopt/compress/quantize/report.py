@@ -24,21 +24,38 @@ def deployment_section(doc: Doc, labels: list[str], records: list[StageRecord],
             doc.h2(f"Quantization ({lab})")
             ops = ", ".join(f"{k} x{v}" for k, v in (q.get("integer_ops") or {}).items())
             run = ", ".join(f"{k} x{v}" for k, v in (q.get("integer_ops_as_run") or {}).items())
-            doc.p(f"Chosen deployment: {q['chosen']}. Weights: {q['weight_type']} "
-                  f"({q['weight_type_reason']}). Quantized operators in the saved graph: "
-                  f"{ops or 'none'}; in the graph ONNX Runtime runs after fusion: "
-                  f"{run or 'none'}.")
-            if q.get("candidates"):
-                doc.table(["deployment", "target", "latency ms", "val accuracy", "eligible"],
-                          [[c["deployment"], c["target"], f"{c['latency_ms']:.4f}",
+            chosen = q["chosen"]
+            picks = ", ".join(f"{t}: {c or 'none'}" for t, c in chosen.items()) \
+                if isinstance(chosen, dict) else str(chosen)
+            text = f"Method {q.get('method', '-')}; deployed per target: {picks}."
+            if q.get("integer_ops") is not None:
+                text += (f" The primary target's int8 weights are {q['weight_type']} "
+                         f"({q['weight_type_reason']}); quantized operators in its saved graph: "
+                         f"{ops or 'none'}; in the graph ONNX Runtime runs after fusion: "
+                         f"{run or 'none'}.")
+            doc.p(text)
+            cands = q.get("candidates") or {}
+            if isinstance(cands, dict) and cands:
+                doc.p("Every option timed side by side on each target (paired rounds); "
+                      "'runs here' is whether the target can run its runtime, 'eligible' "
+                      "whether its validation accuracy is within the tolerance of fp32.")
+                doc.table(["target", "deployment", "runtime", "precision", "median ms",
+                           "p10-p90 ms", "speed-up (p10-p90)", "val accuracy", "runs here",
+                           "eligible", "chosen"],
+                          [[t, c["deployment"], c["runtime"], c["precision"],
+                            f"{c['latency_ms']:.4f}", f"{c['p10_ms']:.4f}-{c['p90_ms']:.4f}",
+                            f"{c['speedup']:.2f}x ({c['speedup_p10']:.2f}-"
+                            f"{c['speedup_p90']:.2f})" + (" noisy" if c["noisy"] else ""),
                             f"{100 * c['validation_accuracy']:.2f}%",
-                            "yes" if c["eligible"] else "no"] for c in q["candidates"]])
+                            "yes" if c["runs_here"] else "no", "yes" if c["eligible"] else "no",
+                            "yes" if chosen.get(t) == c["deployment"] else ""]
+                           for t, rows in cands.items() for c in rows])
         rows = s.details.get("deployment")
         if rows:
             doc.h2(f"Runtime effect vs precision effect ({lab})")
-            doc.p("Same batch and threads per row. Runtime effect: PyTorch fp32 -> ONNX Runtime "
-                  "fp32. Precision effect: ONNX Runtime fp32 -> int8. 'no' means int8 is not "
-                  "faster there and gets no credit for the runtime's gain.")
+            doc.p("Same batch and threads per row, timed side by side. Runtime effect: PyTorch "
+                  "fp32 -> ONNX Runtime fp32. Precision effect: ONNX Runtime fp32 -> int8. 'no' "
+                  "means int8 is not faster there and gets no credit for the runtime's gain.")
             doc.table(["target", "batch", "threads", "torch fp32 ms", "ORT fp32 ms",
                        "ORT int8 ms", "runtime effect", "precision effect", "total",
                        "int8 faster"],
@@ -46,7 +63,8 @@ def deployment_section(doc: Doc, labels: list[str], records: list[StageRecord],
                         f"{r['torch_fp32_ms']:.4f}", f"{r['ort_fp32_ms']:.4f}",
                         f"{r['ort_int8_ms']:.4f}", f"{r['runtime_effect']:.2f}x",
                         f"{r['precision_effect']:.2f}x", f"{r['total']:.2f}x",
-                        "yes" if r["int8_faster"] else "no"] for r in rows])
+                        ("yes" if r["int8_faster"] else "no")
+                        + (" (noisy)" if r.get("noisy") else "")] for r in rows])
 
 
 @register_section

@@ -4,7 +4,6 @@ precision effect on every target."""
 
 from __future__ import annotations
 
-import statistics
 from typing import Any, Literal
 
 from pydantic import Field
@@ -12,7 +11,14 @@ from torch import nn
 
 from nnopt.compress.quantize import torch_int8
 from nnopt.compress.quantize.cast import onnx_fp16, torch_cast
-from nnopt.compress.quantize.deploy import effects, latency_on
+from nnopt.compress.quantize.deploy import (
+    ORT_FP32,
+    TORCH_FP32,
+    Option,
+    choose,
+    effects,
+    time_options,
+)
 from nnopt.compress.quantize.export import equivalence, onnx_bytes
 from nnopt.compress.quantize.mixed import weight_sqnr
 from nnopt.compress.quantize.onnx_model import OnnxModel
@@ -24,9 +30,9 @@ from nnopt.core.config import Strict
 from nnopt.core.errors import NnoptError
 from nnopt.core.registry import STEPS
 from nnopt.models.artifact import Artifact
+from nnopt.models.deployed import Deployed
 from nnopt.train.fit import evaluate
 
-ROUNDS = 3  # alternating measurement rounds per candidate deployment
 AUTO = ["ort-static", "ort-dynamic", "torch-static", "torch-dynamic", "ort-fp16", "torch-bf16"]
 
 
@@ -35,8 +41,9 @@ class QuantizeConfig(Strict):
 
     method: Literal["auto", "ort-static", "ort-dynamic", "torch-static", "torch-dynamic",
                     "ort-fp16", "torch-bf16", "torch-fp16"] = Field(
-        "auto", description="auto: measure fp32/int8/half deployments (ONNX Runtime and "
-        "PyTorch) on the target, keep the fastest within tolerance")
+        "auto", description="auto: time fp32/int8/half deployments (ONNX Runtime and PyTorch) "
+        "side by side on every target; each target gets the fastest it can run within "
+        "tolerance")
     per_channel: bool = Field(True, description="one scale per output channel of the weights")
     weight_type: Literal["auto", "int8", "uint8"] = Field(
         "auto", description="auto: int8 where the CPU has VNNI, else uint8")
@@ -44,8 +51,10 @@ class QuantizeConfig(Strict):
     calibrate_method: Literal["minmax", "percentile", "entropy"] = "minmax"
     percentile: float = Field(99.999, gt=50, le=100, description="for calibrate_method percentile")
     calibration_size: int = Field(512, ge=1, description="training images for range estimation")
-    target: str | None = Field(None, description="auto: the target to be fast on (default: first)")
-    tolerance: float = Field(0.005, ge=0, description="auto: largest validation accuracy loss")
+    target: str | None = Field(None, description="the target whose deployment the stage's "
+                               "accuracy, calibration and size are measured on (default: first)")
+    tolerance: float = Field(0.005, ge=0, description="auto: largest validation accuracy loss "
+                             "(a fraction: 0.005 = 0.5 pt)")
     compare: bool = Field(True, description="measure runtime vs precision effect on every target")
 
 
@@ -90,16 +99,31 @@ def _candidates(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext, fp32: by
     return out
 
 
+def _options(model: nn.Module, torch_model: nn.Module | None, fp32: OnnxModel,
+             cands: dict[str, nn.Module], acc: dict[str, float]) -> dict[str, Option]:
+    """fp32 on both runtimes, then every candidate, with runtime, precision and accuracy."""
+    out = {ORT_FP32: Option(fp32, "onnxruntime", "fp32", acc["fp32"])}
+    if torch_model is not None and not isinstance(model, OnnxModel):
+        out = {TORCH_FP32: Option(model, "torch", "fp32", acc["fp32"]), **out}
+    for k, v in cands.items():
+        runtime = "torch" if k.startswith("torch-") else "onnxruntime"
+        out[k] = Option(v, runtime, v.spec.get("precision") or "int8", acc[k])
+    return out
+
+
 @STEPS.register("quantize", config=QuantizeConfig,
                 tiny={"method": "ort-static", "calibration_size": 32})
 def quantize(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext) -> nn.Module:
-    """Quantize to int8 for ONNX Runtime (static QDQ or dynamic) and measure what it bought."""
+    """Quantize to int8 (ONNX Runtime static QDQ or dynamic, torch.ao) or cast to half, and
+    deploy per target: with ``method: auto`` each target gets the fastest option it can run
+    within the accuracy tolerance, timed side by side there; a named method is deployed to every
+    target that can run it. The runtime effect is kept apart from the precision effect."""
     if isinstance(model, OnnxModel) and model.spec.get("precision") != "fp32" or \
             isinstance(model, Artifact) and not isinstance(model, OnnxModel):
         raise NnoptError("the model is already quantized or cast; quantize a PyTorch or fp32 "
                          "ONNX model")
     torch_model = next((m for m in [model, *reversed(ctx.models.values())]
-                        if not isinstance(m, OnnxModel)), None)  # the PyTorch source, if any
+                        if not isinstance(m, Artifact)), None)  # the PyTorch source, if any
     if has_qat(model):  # QAT: deploy the learned quantized weights as real int8
         model = snap_for_deploy(model)
         torch_model = model
@@ -113,52 +137,67 @@ def quantize(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext) -> nn.Modul
     val = ctx.data.val
     acc = {"fp32": evaluate(fp32, val)["accuracy"]}
     acc.update({k: evaluate(v, val)["accuracy"] for k, v in cands.items()})
-    chosen, table = next(iter(cands)), []
-    if cfg.method == "auto":
-        chosen, table = _choose(cfg, ctx, torch_model, fp32, cands, acc)
-    out = {"onnxruntime-fp32": fp32, "torch-fp32": model}.get(chosen) or cands[chosen]
-    if chosen.endswith("fp32"):
-        ctx.warn(f"no int8 deployment beat {chosen} on the target; the stage keeps fp32")
-    ctx.record("quantization", {"chosen": chosen, "weight_type": wtype, "weight_type_reason": why,
-                                "validation_accuracy": acc, "candidates": table,
-                                **({k: out.spec.get(k) for k in ("integer_ops",
-                                                                 "integer_ops_as_run")}
-                                   if isinstance(out, OnnxModel) else {})})
-    ctx.record("export", equivalence(fp32, out, ctx.data.test.x[:2000]))
-    onnx_int8 = [v for v in cands.values()
-                 if isinstance(v, OnnxModel) and v.spec.get("precision") == "int8"]
-    if cfg.compare and torch_model is not None and ctx.targets and onnx_int8:
-        int8 = out if out in onnx_int8 else onnx_int8[0]
-        rows, warns = effects(torch_model, fp32, int8, ctx.data, ctx.targets)
+    if not ctx.targets:
+        if cfg.method == "auto":
+            raise NnoptError("method 'auto' measures deployments on the recipe's targets; the "
+                             "recipe has none")
+        out = cands[cfg.method]
+        ctx.record("quantization", _record(cfg, wtype, why, acc, {}, {}, out))
+        ctx.record("export", equivalence(fp32, out, ctx.data.test.x[:2000]))
+        return out
+    options = _options(model, torch_model, fp32, cands, acc)
+    chosen, choices, tables, rows, warns = {}, {}, {}, [], []
+    int8 = next((k for k in ("ort-static", "ort-dynamic") if k in options), None)
+    for target in ctx.targets:
+        timing = time_options(options, ctx.data.test.x, target, ctx.progress_bar(
+            f"{ctx.stage}: time {len(options)} deployments on {target.name}"))
+        if cfg.method == "auto":
+            name, reason, tables[target.name] = choose(options, timing, target, cfg.tolerance,
+                                                       acc["fp32"])
+        else:
+            name, tables[target.name] = cfg.method, choose(options, timing, target, 1.0,
+                                                           acc["fp32"])[2]
+            o = options[name]
+            reason = f"method '{name}' as the recipe asks"
+            if not target.allows(o.runtime):
+                name, reason = None, (f"'{cfg.method}' runs on {o.runtime}, which target "
+                                      f"'{target.name}' cannot run")
+        if name is None:
+            choices[target.name] = {"reason": reason}
+            ctx.warn(f"no deployment for target '{target.name}': {reason}")
+        else:
+            o = options[name]
+            chosen[target.name] = o.model
+            choices[target.name] = {"deployment": name, "runtime": o.runtime,
+                                    "precision": o.precision, "reason": reason,
+                                    "validation_accuracy": o.accuracy}
+            if cfg.method == "auto" and o.precision != "int8":
+                ctx.warn(f"auto deployed {o.precision} ({name}) on '{target.name}', not int8: "
+                         f"{reason}")
+        if cfg.compare and int8 and TORCH_FP32 in options:
+            row, warn = effects(timing, target, int8)
+            rows.append(row)
+            warns += [warn] if warn else []
+    if not chosen:
+        raise NnoptError("no target can run any deployment of this quantize stage: "
+                         + "; ".join(f"{t}: {c['reason']}" for t, c in choices.items()))
+    primary = cfg.target if cfg.target in chosen else next(iter(chosen))
+    if cfg.target and cfg.target not in choices:
+        raise NnoptError(f"quantize target '{cfg.target}' is not a recipe target; targets: "
+                         + ", ".join(t.name for t in ctx.targets))
+    out = Deployed(chosen, choices, primary)
+    ctx.record("quantization", _record(cfg, wtype, why, acc, choices, tables, out.main))
+    ctx.record("export", equivalence(fp32, out.main, ctx.data.test.x[:2000]))
+    if rows:
         ctx.record("deployment", rows)
         ctx.warn(*warns)
     return out
 
 
-def _choose(cfg: QuantizeConfig, ctx: RunContext, torch_model: nn.Module | None,
-            fp32: OnnxModel, cands: dict[str, OnnxModel], acc: dict[str, float]
-            ) -> tuple[str, list[dict[str, Any]]]:
-    """The fastest deployment on the target among those within tolerance of fp32 accuracy."""
-    if not ctx.targets:
-        raise NnoptError("method 'auto' measures deployments on a target; the recipe has none")
-    target = next((t for t in ctx.targets if t.name == (cfg.target or ctx.targets[0].name)), None)
-    if target is None:
-        raise NnoptError(f"quantize target '{cfg.target}' is not a recipe target; targets: "
-                         + ", ".join(t.name for t in ctx.targets))
-    options: dict[str, tuple[nn.Module, str, float]] = {
-        "onnxruntime-fp32": (fp32, "onnxruntime", acc["fp32"])}
-    if torch_model is not None:
-        options["torch-fp32"] = (torch_model, "torch", acc["fp32"])
-    options.update({k: (v, "torch" if k.startswith("torch-") else "onnxruntime", acc[k])
-                    for k, v in cands.items()})
-    times: dict[str, list[float]] = {name: [] for name in options}
-    for _ in range(ROUNDS):  # alternate candidates so that machine noise hits all alike
-        for name, (m, runtime, _a) in options.items():
-            times[name].append(latency_on(m, ctx.data, target, runtime))
-    table = [{"deployment": name, "target": target.name,
-              "latency_ms": statistics.median(times[name]), "validation_accuracy": a,
-              "eligible": acc["fp32"] - a <= cfg.tolerance}
-             for name, (_m, _r, a) in options.items()]
-    eligible = [r for r in table if r["eligible"]]
-    best = min(eligible, key=lambda r: r["latency_ms"])
-    return best["deployment"], table
+def _record(cfg: QuantizeConfig, wtype: str, why: str, acc: dict[str, float],
+            choices: dict[str, Any], tables: dict[str, Any], main: nn.Module) -> dict[str, Any]:
+    spec = main.spec if isinstance(main, OnnxModel) else {}
+    return {"method": cfg.method, "chosen": {t: c.get("deployment") for t, c in choices.items()},
+            "weight_type": wtype, "weight_type_reason": why, "validation_accuracy": acc,
+            "candidates": tables,
+            **{k: spec.get(k) for k in ("integer_ops", "integer_ops_as_run") if k in spec}}

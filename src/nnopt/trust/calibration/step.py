@@ -18,6 +18,7 @@ from nnopt.core.registry import STEPS, TRANSFORMS
 from nnopt.measure.base import is_nnopt_model
 from nnopt.measure.calibration import expected_calibration_error
 from nnopt.models.artifact import Artifact
+from nnopt.models.deployed import Deployed
 from nnopt.models.saving import head_from_record
 from nnopt.trust.calibration.records import CalibrationRecord
 from nnopt.trust.calibration.scaling import Method, fit_head, head_size
@@ -69,9 +70,19 @@ def calibrate(model: nn.Module, cfg: CalibrateConfig, ctx: RunContext) -> nn.Mod
     if not len(val):
         raise NnoptError("calibrate fits on the validation split, which is empty; set "
                          "data.val_fraction > 0")
-    logits = predict(model, val.x)
-    head = fit_head(cfg.method, logits, val.y, max_iter=cfg.max_iter, l2=cfg.l2, bins=cfg.bins)
-    out = _calibrated(model, head, _record(cfg, head), logits.shape[1])
+
+    def fitted(m: nn.Module) -> tuple[nn.Module, nn.Module, torch.Tensor]:
+        z = predict(m, val.x)
+        h = fit_head(cfg.method, z, val.y, max_iter=cfg.max_iter, l2=cfg.l2, bins=cfg.bins)
+        return _calibrated(m, h, _record(cfg, h), z.shape[1]), h, z
+
+    if isinstance(model, Deployed):  # every target's artifact gets a map fitted to its logits
+        fits: dict[int, tuple[nn.Module, nn.Module, torch.Tensor]] = {}
+        out = model.map(lambda m: fits.setdefault(id(m), fitted(m))[0],
+                        note=f"calibrated ({cfg.method}) on its own validation logits")
+        _, head, logits = fits[id(model.main)]
+    else:
+        out, head, logits = fitted(model)
     with torch.no_grad():
         after = head(logits)  # the appended head on the logits already computed
     ctx.record(CalibrationRecord(

@@ -45,6 +45,8 @@ def corruption(m: Measurement) -> dict[str, float]:
     table: dict[str, dict[str, float]] = {}
     out: dict[str, float] = {}
     for name in cfg.types:
+        if m.note:
+            m.note(f"corruption {name}")
         row = {}
         for s in cfg.severities:
             logits = predict(m.model, corrupt(x, name, s, cfg.seed))

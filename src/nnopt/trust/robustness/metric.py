@@ -4,7 +4,8 @@ transfer attacks, robustness curves, attack cost, and a gradient-masking check.
 White-box attacks need input gradients: a PyTorch model gives its own (fake-quantized QAT
 models through their straight-through estimators); a deployed artifact (ONNX Runtime or torch
 int8) is attacked through BPDA, its exact outputs with the gradients of its float parent stage
-(or of the run's first model). Square needs only outputs; transfer attacks are PGD examples made
+(the float model the stage descends from, through every deployed or calibrated stage between;
+the run's first model only when there is none). Square needs only outputs; transfer attacks are PGD examples made
 on the run's first model (the fp32 baseline).
 """
 
@@ -68,9 +69,9 @@ def gradient_model(m: Measurement) -> tuple[nn.Module | None, str]:
         return None, "sampling model: attacks would need expectation over transformation"
     if not is_artifact(model):
         return model, "own gradients"
-    for name, surrogate in (("parent stage", m.parent), ("first stage", m.reference)):
+    for name, surrogate in ((m.parent_name, m.parent), ("the first stage", m.reference)):
         if surrogate is not None and not is_artifact(surrogate):
-            return StraightThrough(model, surrogate.eval()), f"BPDA through the {name}"
+            return StraightThrough(model, surrogate.eval()), f"BPDA through {name}"
     return None, "no float model to take gradients from"
 
 
@@ -112,6 +113,8 @@ def robust(m: Measurement) -> dict[str, float]:
     }
     white = {"fgsm", "pgd", "pgd_l2", "pgd_targeted", "apgd", "cw_l2"}
     for name in cfg.attacks:
+        if m.note:
+            m.note(f"{name} on {len(x)} examples")
         if name == "transfer":
             source = m.reference
             if source is None or source is m.model or is_artifact(source):
@@ -153,6 +156,8 @@ def _curve_and_check(m: Measurement, cfg: RobustConfig, grad_model: nn.Module | 
     """Accuracy per eps for each curve attack, and the gradient-masking flags (Carlini et al.
     2019's checklist: black-box or transfer attacks beating white-box ones; accuracy not ~0 at a
     large eps)."""
+    if m.note:
+        m.note("robustness curves and the masking check")
     if grad_model is None:
         return {}
     bs, res = cfg.batch_size, {}

@@ -1,0 +1,71 @@
+"""The run's timing pass: after the stages, every stage's artifact is timed on every target in one
+session, interleaved over rounds (``paired``), so that a ratio between two stages compares the
+same machine states. Each latency carries its spread, the machine's load and a ``noisy`` flag;
+each stage carries its paired speed-up over the first stage and over its parent stage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nnopt.measure.base import example_batch, is_artifact, runtime_of
+from nnopt.measure.latency import skip_reason, target_runner
+from nnopt.measure.paired import paced, time_paired
+from nnopt.measure.runtimes import torch_threads
+from nnopt.measure.target import Target
+from nnopt.models.deployed import deployment_choices, for_target
+
+
+def deployed_as(model: nn.Module, target: Target) -> dict[str, Any]:
+    """How a stage's model ships to ``target``: its per-target choice when the stage deployed,
+    else the model itself on the target's runtime (fp32 unless the artifact says otherwise)."""
+    choices = deployment_choices(model)
+    if choices:
+        return dict(choices.get(target.name, {"reason": "not deployed here"}))
+    spec = getattr(model, "spec", {}) or {}
+    runtime = runtime_of(model) if is_artifact(model) else target.runtime
+    return {"runtime": runtime, "precision": spec.get("precision", "fp32")}
+
+
+def time_stages(models: dict[str, nn.Module], targets: list[Target], x: torch.Tensor,
+                work_dirs: dict[str, Path], parents: dict[str, str],
+                bar: Callable[[str], Callable[[int, int], None] | None] = lambda _: None
+                ) -> dict[str, dict[str, Any]]:
+    """Per stage, per target: the latency figure (or why it was skipped), how it was deployed,
+    and the paired speed-ups over the first stage (``vs_first``) and over its parent stage
+    (``vs_parent``). ``bar(desc)`` gives a progress callback per target."""
+    out: dict[str, dict[str, Any]] = {name: {} for name in models}
+    first = next(iter(models))
+    for target in targets:
+        example = example_batch(x, target.batch_size)
+        fns, runtimes = {}, {}
+        with torch_threads(target.threads):
+            for name, model in models.items():
+                shipped = for_target(model, target.name)
+                how = deployed_as(model, target)
+                why = skip_reason(shipped, target) if shipped is not None else \
+                    how.get("reason", "no deployment")
+                if why:
+                    out[name][target.name] = {"runtime": target.runtime, "skipped": why,
+                                              "deployed": how}
+                    continue
+                fns[name], runtimes[name] = target_runner(shipped, target, example,
+                                                          work_dirs[name])
+                out[name][target.name] = {"deployed": how}
+            if not fns:
+                continue
+            timing = time_paired(fns, **paced(target),
+                                 on_round=bar(f"time {len(fns)} stages on {target.name}"))
+        for name in fns:
+            rec = out[name][target.name]
+            rec.update({"runtime": runtimes[name], "threads": target.threads,
+                        "batch_size": target.batch_size, **timing.figure(name),
+                        "load": timing.load})
+            for key, ref in (("vs_first", first), ("vs_parent", parents.get(name))):
+                if ref and ref != name and ref in fns:
+                    rec[key] = {"stage": ref, **timing.ratio(ref, name)}
+    return out

@@ -1,0 +1,199 @@
+"""The answer a run gives: the recommended stage per target under the recipe's ``decide:``
+constraints, conclusions written from the measurements (each citing its figures), and predicted
+against measured where a prediction existed. Stored as results.json ``summary`` and drawn first
+in the report."""
+
+from __future__ import annotations
+
+import datetime
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from nnopt.core.version import __version__
+from nnopt.measure.decide import DecideConfig, recommend
+from nnopt.recipe import ResolvedRecipe
+from nnopt.report.model import Report, StageRecord
+
+SAME = 1.05  # speed ratios within 5% either way are called the same speed
+
+
+def git_revision(folder: Path) -> str | None:
+    """The git commit of ``folder``'s repository (with '+dirty' for local changes), if any."""
+    try:
+        rev = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short=12", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+        if rev.returncode:
+            return None
+        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "-uno"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def run_metadata(resolved: ResolvedRecipe) -> dict[str, Any]:
+    """What a reader needs to reproduce the run: recipe file, seed, date, versions, revision."""
+    here = Path(__file__).resolve().parent
+    return {"recipe_file": resolved.source, "seed": resolved.recipe.seed,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "nnopt_version": __version__, "git_revision": git_revision(here)}
+
+
+def _pt(a: float, b: float) -> str:
+    return f"{100 * (b - a):+.2f} pt"
+
+
+def _deployed(d: dict[str, Any]) -> str:
+    if not d or "runtime" not in d:
+        return "none"
+    return f"{d['runtime']} {d.get('precision', 'fp32')}"
+
+
+def _speed(r: dict[str, Any], ref: str) -> str:
+    return (f"{r['ratio']:.2f}x (p10-p90 {r['p10']:.2f}-{r['p90']:.2f}x) against {ref}")
+
+
+def stage_dicts(stages: list[StageRecord]) -> list[dict[str, Any]]:
+    return [{"name": s.name, "metrics": s.metrics, "latency": s.details.get("latency") or {},
+             "accuracy_by_target": s.details.get("deployed_accuracy") or {}} for s in stages]
+
+
+def _stage_lines(stages: list[StageRecord], targets: list[str]) -> list[str]:
+    out = []
+    by_name = {s.name: s for s in stages}
+    for s in stages[1:]:
+        parent = by_name.get(s.details.get("from", ""))
+        if parent is None:
+            continue
+        m, p = s.metrics, parent.metrics
+        parts = []
+        if "accuracy" in m and "accuracy" in p:
+            parts.append(f"accuracy {100 * p['accuracy']:.2f}% -> {100 * m['accuracy']:.2f}% "
+                         f"({_pt(p['accuracy'], m['accuracy'])})")
+        if "ece" in m and "ece" in p:
+            parts.append(f"ECE {p['ece']:.4f} -> {m['ece']:.4f}")
+        if "size_bytes" in m and "size_bytes" in p and m["size_bytes"] and \
+                abs(m["size_bytes"] / p["size_bytes"] - 1) > SAME - 1:
+            parts.append(f"file {p['size_bytes'] / m['size_bytes']:.2f}x smaller"
+                         if m["size_bytes"] < p["size_bytes"] else
+                         f"file {m['size_bytes'] / p['size_bytes']:.2f}x larger")
+        for t in targets:
+            lat = (s.details.get("latency") or {}).get(t) or {}
+            vs = lat.get("vs_parent")
+            if not vs:
+                continue
+            how = f"as {_deployed(lat.get('deployed', {}))}"
+            spread = f"paired p10-p90 {vs['p10']:.2f}-{vs['p90']:.2f}x"
+            if vs["noisy"]:
+                parts.append(f"on {t} no speed-up is claimed (noisy: {vs.get('noisy_why')})")
+            elif 1 / SAME < vs["ratio"] < SAME:
+                parts.append(f"on {t} the same speed within {100 * (SAME - 1):.0f}% "
+                             f"({vs['ratio']:.2f}x, {spread}, {how})")
+            else:
+                word = "faster" if vs["ratio"] >= 1 else "slower"
+                ratio = vs["ratio"] if vs["ratio"] >= 1 else 1 / vs["ratio"]
+                parts.append(f"on {t} {ratio:.2f}x {word} (speed {vs['ratio']:.2f}x, {spread}, "
+                             f"{how})")
+        if parts:
+            label = s.name if s.name == s.step else f"{s.name} ({s.step})"
+            out.append(f"{label} against {parent.name}: " + "; ".join(parts) + ".")
+    return out
+
+
+def _quantization_lines(stages: list[StageRecord]) -> list[str]:
+    out = []
+    for s in stages:
+        q = s.details.get("quantization") or {}
+        chosen = q.get("chosen") if isinstance(q.get("chosen"), dict) else {}
+        for t, name in chosen.items():
+            row = next((r for r in (q.get("candidates") or {}).get(t, [])
+                        if r["deployment"] == name), None)
+            if row and row["deployment"] not in ("torch-fp32",):
+                claim = ("noisy, not claimed" if row["noisy"] else
+                         f"{row['speedup']:.2f}x over PyTorch fp32 eager (paired p10-p90 "
+                         f"{row['speedup_p10']:.2f}-{row['speedup_p90']:.2f}x)")
+                out.append(f"{s.name}: {t} gets {name} ({row['runtime']} {row['precision']}), "
+                           f"chosen among {len(q['candidates'][t])} options timed there: "
+                           f"{claim}.")
+        for r in s.details.get("deployment") or []:
+            if r.get("noisy"):
+                out.append(f"{s.name}: on {r['target']} the runtime and precision effects were "
+                           "timed on a noisy machine and are not claimed.")
+            elif r["int8_faster"]:
+                out.append(f"{s.name}: on {r['target']}, ONNX Runtime fp32 ran "
+                           f"{r['runtime_effect']:.2f}x faster than PyTorch fp32 and int8 a "
+                           f"further {r['precision_effect']:.2f}x ({r['total']:.2f}x in all).")
+            else:
+                out.append(f"{s.name}: on {r['target']}, int8 was not faster than fp32 on ONNX "
+                           f"Runtime ({r['precision_effect']:.2f}x): the {r['runtime_effect']:.2f}x "
+                           "over PyTorch is the runtime's, not int8's.")
+    return out
+
+
+def predictions(stages: list[StageRecord], targets: list[str]) -> list[dict[str, Any]]:
+    """Predicted against measured: MAC ratios, the latency table, the pruning pre-flight."""
+    rows = []
+    by_name = {s.name: s for s in stages}
+    for s in stages:
+        parent = by_name.get(s.details.get("from", ""))
+        lat = s.details.get("latency") or {}
+        for t in targets:
+            vs = (lat.get(t) or {}).get("vs_parent")
+            if parent is not None and vs and "macs" in s.metrics and \
+                    parent.metrics.get("macs") and s.metrics["macs"]:
+                rows.append({"stage": s.name, "target": t, "prediction": "MAC ratio",
+                             "predicted": parent.metrics["macs"] / s.metrics["macs"],
+                             "measured": vs["ratio"], "unit": "x", "noisy": vs["noisy"]})
+            pred = s.metrics.get(f"predicted_latency_ms/{t}")
+            if pred is not None and "median_ms" in (lat.get(t) or {}):
+                rows.append({"stage": s.name, "target": t, "prediction": "latency table",
+                             "predicted": pred, "measured": lat[t]["median_ms"], "unit": "ms",
+                             "noisy": bool(lat[t].get("noisy"))})
+        for pf in s.details.get("preflight") or []:
+            vs = (lat.get(pf.get("target")) or {}).get("vs_parent")
+            if vs and pf.get("speedup"):
+                rows.append({"stage": s.name, "target": pf["target"],
+                             "prediction": "sparsity pre-flight", "predicted": pf["speedup"],
+                             "measured": vs["ratio"], "unit": "x", "noisy": vs["noisy"]})
+    return rows
+
+
+def _trust_lines(stages: list[StageRecord]) -> list[str]:
+    out, flags = [], {}
+    for s in stages:
+        for name, flag in (s.details.get("ood_flags") or {}).items():
+            flags.setdefault(name, (flag, []))[1].append(s.name)
+    for name, (flag, where) in flags.items():
+        out.append(f"OOD set '{name}' {flag} (stages: {', '.join(where)}).")
+    for s in stages:
+        rob = s.details.get("robustness") or {}
+        if rob.get("gradients", "").startswith("BPDA"):
+            out.append(f"{s.name}: white-box attacks took their gradients by "
+                       f"{rob['gradients']}.")
+    return out
+
+
+def summarize(report: Report) -> dict[str, Any]:
+    """The summary of one run (results.json ``summary``)."""
+    stages = report.stages
+    targets = [t["name"] for t in report.recipe.get("targets", [])]
+    cfg = DecideConfig(**(report.recipe.get("decide") or {}))
+    recs = [recommend(stage_dicts(stages), t, cfg) for t in targets]
+    loads = [fig.get("load", {}) for s in stages for fig in (s.details.get("latency") or {})
+             .values() if isinstance(fig, dict)]
+    busy = [ld for ld in loads if ld.get("busy")]
+    lines = []
+    if busy:
+        worst = max(ld["other_cpu"] for ld in busy)
+        lines.append(f"The machine was busy while timing (other processes used up to "
+                     f"{100 * worst:.0f}% of the CPUs): every latency is flagged noisy and no "
+                     "speed-up is headlined; time again on a quiet machine before acting on them.")
+    for r in recs:
+        if r["stage"] is None:
+            lines.append(f"No stage meets the constraints on {r['target']}: " + "; ".join(
+                f"{k}: {', '.join(v)}" for k, v in r["rejected"].items()) + ".")
+    lines += _stage_lines(stages, targets) + _quantization_lines(stages) + _trust_lines(stages)
+    return {"decide": cfg.model_dump(mode="json"), "recommendations": recs,
+            "conclusions": lines, "predictions": predictions(stages, targets),
+            "machine_busy": bool(busy)}
