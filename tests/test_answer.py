@@ -265,3 +265,31 @@ def test_every_step_says_when_it_pays_off_and_what_it_costs():
     for name in STEPS.names():
         lines = guide_lines(name, STEPS.get(name).meta)
         assert [ln.split(":")[0] for ln in lines] == ["pays off", "costs", "paper"], name
+
+
+def test_quantize_names_a_target_that_is_not_in_the_recipe(tmp_path, capsys):
+    raw = tiny_raw(stages=[{"train": {"epochs": 1}},
+                           {"quantize": {"method": "ort-static", "target": "nope"}}])
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["run", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "quantize target 'nope' is not a recipe target; targets: cpu" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_timing_one_stage_alone_uses_its_target_deployment(answered):
+    from nnopt.core.errors import NnoptError
+    from nnopt.data import load_data
+    from nnopt.measure import Measurement
+    from nnopt.measure.latency import measure_target
+    from nnopt.measure.target import Target
+    from nnopt.recipe import resolve
+
+    out, _ = answered
+    model = load_model(out / "models/quantize")
+    data = load_data(resolve(tiny_raw()).data)
+    server, edge = (Target(**{**t, "repeats": 5}) for t in reversed(TWO_TARGETS))
+    rec = measure_target(Measurement(model, data, [server], out / "models/quantize"), server)
+    assert rec["runtime"] == "torch" and rec["median_ms"] > 0
+    with pytest.raises(NnoptError, match="deployed nothing to target 'edge'"):
+        measure_target(Measurement(model, data, [edge], out / "models/quantize"), edge)

@@ -87,10 +87,15 @@ def target_runner(model: Any, target: Target, example: Any, work_dir: Path
 
 
 def measure_target(m: Measurement, target: Target) -> dict[str, Any]:
-    """Time the stage's model alone on one target; the record names runtime, threads and batch."""
+    """Time the stage's model alone on one target (its deployment there, when the stage deployed
+    per target); the record names runtime, threads and batch."""
+    model = for_target(m.model, target.name)
+    if model is None:
+        raise NnoptError(f"this stage deployed nothing to target '{target.name}': "
+                         + deployment_choices(m.model)[target.name].get("reason", ""))
     example = m.example(target.batch_size)
     with torch_threads(target.threads):
-        fn, runtime = target_runner(m.model, target, example, m.work_dir)
+        fn, runtime = target_runner(model, target, example, m.work_dir)
         stats = time_calls(fn, warmup=target.warmup, repeats=target.repeats,
                            min_seconds=target.min_seconds)
     return {"runtime": runtime, "threads": target.threads, "batch_size": target.batch_size,

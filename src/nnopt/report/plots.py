@@ -81,6 +81,7 @@ def _scatter(ax: Any, points: list[Point], xkey: str, ykey: str, xlabel: str,
                     xytext=(6, 6 if k % 2 == 0 else -12),
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
                           "alpha": 0.8})
+    ax.margins(x=0.15, y=0.12)  # room for the labels of the outermost points
     front = pareto_front(xs, ys)
     ax.step([xs[i] for i in front], [ys[i] for i in front], where="post", color="tab:red",
             alpha=0.7, label="Pareto front", zorder=2)

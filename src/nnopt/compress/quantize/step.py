@@ -103,8 +103,9 @@ def _options(model: nn.Module, torch_model: nn.Module | None, fp32: OnnxModel,
              cands: dict[str, nn.Module], acc: dict[str, float]) -> dict[str, Option]:
     """fp32 on both runtimes, then every candidate, with runtime, precision and accuracy."""
     out = {ORT_FP32: Option(fp32, "onnxruntime", "fp32", acc["fp32"])}
-    if torch_model is not None and not isinstance(model, OnnxModel):
-        out = {TORCH_FP32: Option(model, "torch", "fp32", acc["fp32"]), **out}
+    if torch_model is not None:  # the incoming model, or the PyTorch stage it was exported from
+        source = torch_model if isinstance(model, OnnxModel) else model
+        out = {TORCH_FP32: Option(source, "torch", "fp32", acc["fp32"]), **out}
     for k, v in cands.items():
         runtime = "torch" if k.startswith("torch-") else "onnxruntime"
         out[k] = Option(v, runtime, v.spec.get("precision") or "int8", acc[k])
@@ -122,6 +123,9 @@ def quantize(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext) -> nn.Modul
             isinstance(model, Artifact) and not isinstance(model, OnnxModel):
         raise NnoptError("the model is already quantized or cast; quantize a PyTorch or fp32 "
                          "ONNX model")
+    if cfg.target and cfg.target not in {t.name for t in ctx.targets}:
+        raise NnoptError(f"quantize target '{cfg.target}' is not a recipe target; targets: "
+                         + (", ".join(t.name for t in ctx.targets) or "none"))
     torch_model = next((m for m in [model, *reversed(ctx.models.values())]
                         if not isinstance(m, Artifact)), None)  # the PyTorch source, if any
     if has_qat(model):  # QAT: deploy the learned quantized weights as real int8
@@ -182,9 +186,9 @@ def quantize(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext) -> nn.Modul
         raise NnoptError("no target can run any deployment of this quantize stage: "
                          + "; ".join(f"{t}: {c['reason']}" for t, c in choices.items()))
     primary = cfg.target if cfg.target in chosen else next(iter(chosen))
-    if cfg.target and cfg.target not in choices:
-        raise NnoptError(f"quantize target '{cfg.target}' is not a recipe target; targets: "
-                         + ", ".join(t.name for t in ctx.targets))
+    if primary != (cfg.target or ctx.targets[0].name):
+        ctx.warn(f"the stage's accuracy and size are those of '{primary}''s deployment: "
+                 f"'{cfg.target or ctx.targets[0].name}' has none")
     out = Deployed(chosen, choices, primary)
     ctx.record("quantization", _record(cfg, wtype, why, acc, choices, tables, out.main))
     ctx.record("export", equivalence(fp32, out.main, ctx.data.test.x[:2000]))
