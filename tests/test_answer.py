@@ -299,3 +299,25 @@ def test_timing_one_stage_alone_uses_its_target_deployment(answered):
     assert rec["runtime"] == "torch" and rec["median_ms"] > 0
     with pytest.raises(NnoptError, match="deployed nothing to target 'edge'"):
         measure_target(Measurement(model, data, [edge], out / "models/quantize"), edge)
+
+
+def test_report_redraws_a_results_file_written_before_the_answer(answered, tmp_path):
+    """A results.json of an older nnopt (no run metadata, no summary, latency without paired
+    figures) still draws a report, with its answer computed from what it holds."""
+    out, res = answered
+    res = json.loads(json.dumps(res))  # the fixture's copy stays as it was
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    del res["run"], res["summary"]
+    for s in res["stages"]:
+        for t, lat in s["details"].get("latency", {}).items():
+            s["details"]["latency"][t] = {k: v for k, v in lat.items()
+                                          if k in ("runtime", "median_ms", "p10_ms", "p90_ms",
+                                                   "threads", "batch_size", "repeats",
+                                                   "skipped")}
+        s["details"].pop("deployed", None)
+    (old / "results.json").write_text(json.dumps(res))
+    assert main(["report", str(old), "--out", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again/results.json").read_text())
+    assert [r["target"] for r in again["summary"]["recommendations"]] == ["edge", "server"]
+    assert "## Answer" in (tmp_path / "again/report.md").read_text()

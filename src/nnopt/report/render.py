@@ -95,7 +95,8 @@ def _latency_table(doc: Doc, labels: list[str], records: list[StageRecord]) -> N
             if r.get("load"):
                 loads[target] = r["load"]
             vs = r.get("vs_first")
-            rows.append([lab, target, f"{r['runtime']} ({how})" if how != r["runtime"] else how,
+            rows.append([lab, target, how if str(how).startswith(r["runtime"]) else
+                         f"{r['runtime']} ({how})",
                          f"{r['threads']} / {r['batch_size']}", f"{r['median_ms']:.3f}",
                          f"{r['p10_ms']:.3f}-{r['p90_ms']:.3f}",
                          f"{r.get('rounds', 1)} / {r['repeats']}",
@@ -108,7 +109,7 @@ def _latency_table(doc: Doc, labels: list[str], records: list[StageRecord]) -> N
               "speed-ups are medians of per-round ratios. A figure whose round medians spread "
               "more than 1.5x, or that was timed while other processes used over 25% of the "
               "CPUs, is flagged noisy and never headlined.")
-        doc.table(["stage", "target", "runtime (deployed as)", "threads / batch", "median ms",
+        doc.table(["stage", "target", "deployed as", "threads / batch", "median ms",
                    "p10-p90 ms", "rounds / calls", "vs first (p10-p90)", "trust", "why"], rows)
         if loads:
             doc.p("Machine load while timing: " + "; ".join(
