@@ -73,7 +73,7 @@ def _stage_lines(stages: list[StageRecord], targets: list[str]) -> list[str]:
                          f"({_pt(p['accuracy'], m['accuracy'])})")
         if "ece" in m and "ece" in p:
             parts.append(f"ECE {p['ece']:.4f} -> {m['ece']:.4f}")
-        if "size_bytes" in m and "size_bytes" in p and m["size_bytes"] and \
+        if m.get("size_bytes") and p.get("size_bytes") and \
                 abs(m["size_bytes"] / p["size_bytes"] - 1) > SAME - 1:
             parts.append(f"file {p['size_bytes'] / m['size_bytes']:.2f}x smaller"
                          if m["size_bytes"] < p["size_bytes"] else
