@@ -23,8 +23,8 @@ from nnopt.guide import guide_lines
 from nnopt.measure.target import Target
 from nnopt.recipe import Recipe, load_recipe
 from nnopt.report import load_report, write_comparison, write_report
-from nnopt.report.answer import deployed_text
 from nnopt.report.render import fmt, metric_columns
+from nnopt.report.summary import deployed_text
 from nnopt.runner import run_recipe
 from nnopt.search.executors import get_executor
 from nnopt.sweep import run_sweep

@@ -27,7 +27,7 @@ from nnopt.models.base import check_fits, weightless_count
 from nnopt.models.deployed import Deployed
 from nnopt.recipe import INPUT, ResolvedRecipe
 from nnopt.report import Report, StageRecord, write_report
-from nnopt.report.summary import run_metadata, summarize
+from nnopt.report.summary import run_metadata
 
 log = logging.getLogger("nnopt")
 LATENCY = "latency"  # timed for all stages together, after them (the timing pass)
@@ -109,7 +109,6 @@ def run_recipe(resolved: ResolvedRecipe, out_dir: str | Path, *, progress: bool 
         report = Report(nnopt_version=__version__, recipe=resolved.to_dict(),
                         environment=environment(), data=data.summary(), stages=records,
                         run=run_metadata(resolved))
-        report.summary = summarize(report)
         write_report(report, staging)
     return report
 

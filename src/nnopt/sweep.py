@@ -23,9 +23,9 @@ from nnopt.core.fileio import (
 from nnopt.core.yaml_io import safe_yaml
 from nnopt.recipe import load_recipe
 from nnopt.report import plots
-from nnopt.report.answer import deployed_text
 from nnopt.report.model import RESULTS, Report, load_report
 from nnopt.report.render import Doc, figures, fmt, metric_columns, metrics_tables
+from nnopt.report.summary import deployed_text
 from nnopt.runner import run_recipe
 from nnopt.search.executors import Executor
 

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from nnopt.core.config import Strict
 
-SAME = 1.05  # a later stage must be this much faster (paired) to be preferred
+SAME = 1.05  # speeds within 5% are the same: a later stage must beat an earlier one by more
 
 class DecideConfig(Strict):
     """Constraints a recommended stage must meet on every target (fractions: 0.01 = 1 pt)."""

@@ -64,6 +64,15 @@ def skip_reason(model: Any, target: Target) -> str:
     return ""
 
 
+def shipped(model: Any, target: Target) -> tuple[Any, str]:
+    """What ``target`` runs of a stage's model (its deployment there, when the stage deployed
+    per target) and why it cannot be timed there ('' when it can)."""
+    out = for_target(model, target.name)
+    if out is None:
+        return None, deployment_choices(model)[target.name].get("reason", "no deployment")
+    return out, skip_reason(out, target)
+
+
 def target_runner(model: Any, target: Target, example: Any, work_dir: Path
                   ) -> tuple[Callable[[], object], str]:
     """A no-argument callable running one batch of ``model`` as ``target`` runs it (a deployed
@@ -89,10 +98,9 @@ def target_runner(model: Any, target: Target, example: Any, work_dir: Path
 def measure_target(m: Measurement, target: Target) -> dict[str, Any]:
     """Time the stage's model alone on one target (its deployment there, when the stage deployed
     per target); the record names runtime, threads and batch."""
-    model = for_target(m.model, target.name)
+    model, why = shipped(m.model, target)
     if model is None:
-        raise NnoptError(f"this stage deployed nothing to target '{target.name}': "
-                         + deployment_choices(m.model)[target.name].get("reason", ""))
+        raise NnoptError(f"this stage deployed nothing to target '{target.name}': {why}")
     example = m.example(target.batch_size)
     with torch_threads(target.threads):
         fn, runtime = target_runner(model, target, example, m.work_dir)
@@ -108,9 +116,7 @@ def latency(m: Measurement) -> dict[str, float]:
     A run times every stage side by side after the stages instead (``nnopt.timing``)."""
     out, details = {}, {}
     for target in m.targets:
-        model = for_target(m.model, target.name)
-        why = skip_reason(model, target) if model is not None else \
-            deployment_choices(m.model)[target.name].get("reason", "no deployment")
+        model, why = shipped(m.model, target)
         if why:
             details[target.name] = {"runtime": target.runtime, "skipped": why}
             continue

@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 from nnopt.measure.base import example_batch, is_artifact, runtime_of
-from nnopt.measure.latency import skip_reason, target_runner
+from nnopt.measure.latency import shipped, target_runner
 from nnopt.measure.paired import paced, time_paired
 from nnopt.measure.runtimes import torch_threads
 from nnopt.measure.target import Target
-from nnopt.models.deployed import deployment_choices, for_target
+from nnopt.models.deployed import deployment_choices
 
 
 def deployed_as(model: nn.Module, target: Target) -> dict[str, Any]:
@@ -45,15 +45,13 @@ def time_stages(models: dict[str, nn.Module], targets: list[Target], x: torch.Te
         fns, runtimes = {}, {}
         with torch_threads(target.threads):
             for name, model in models.items():
-                shipped = for_target(model, target.name)
+                runs, why = shipped(model, target)
                 how = deployed_as(model, target)
-                why = skip_reason(shipped, target) if shipped is not None else \
-                    how.get("reason", "no deployment")
                 if why:
                     out[name][target.name] = {"runtime": target.runtime, "skipped": why,
                                               "deployed": how}
                     continue
-                fns[name], runtimes[name] = target_runner(shipped, target, example,
+                fns[name], runtimes[name] = target_runner(runs, target, example,
                                                           work_dirs[name])
                 out[name][target.name] = {"deployed": how}
             if not fns:

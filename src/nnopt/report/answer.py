@@ -8,6 +8,7 @@ from typing import Any
 from nnopt.measure.quantity import fmt
 from nnopt.report.doc import Doc
 from nnopt.report.model import StageRecord
+from nnopt.report.summary import deployed_text
 
 MAIN = ("accuracy", "nll", "ece", "size_bytes", "compressed_size_bytes")
 
@@ -21,12 +22,6 @@ def _speed(r: dict[str, Any]) -> str:
     if "speedup_p10" in r:
         text += f" ({r['speedup_p10']:.2f}-{r['speedup_p90']:.2f})"
     return text
-
-
-def deployed_text(d: dict[str, Any]) -> str:
-    if not d or "runtime" not in d:
-        return "none"
-    return f"{d['runtime']} {d.get('precision', 'fp32')}"
 
 
 def answer(doc: Doc, summary: dict[str, Any], first: str) -> None:

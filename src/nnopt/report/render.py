@@ -11,10 +11,10 @@ from nnopt.core.fileio import atomic_write_json, atomic_write_text
 from nnopt.core.registry import SECTIONS
 from nnopt.measure.quantity import change, fmt, order  # noqa: F401  (fmt, change: for sections)
 from nnopt.report import plots
-from nnopt.report.answer import answer, deployed_text, main_table
+from nnopt.report.answer import answer, main_table
 from nnopt.report.doc import Doc
 from nnopt.report.model import RESULTS, Report, StageRecord
-from nnopt.report.summary import summarize
+from nnopt.report.summary import deployed_text, summarize
 
 
 def metric_columns(rows: list[dict[str, float]]) -> list[str]:

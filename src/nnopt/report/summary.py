@@ -11,11 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from nnopt.core.version import __version__
-from nnopt.measure.decide import DecideConfig, recommend
+from nnopt.measure.decide import SAME, DecideConfig, recommend
 from nnopt.recipe import ResolvedRecipe
 from nnopt.report.model import Report, StageRecord
-
-SAME = 1.05  # speed ratios within 5% either way are called the same speed
 
 
 def git_revision(folder: Path) -> str | None:
@@ -44,14 +42,11 @@ def _pt(a: float, b: float) -> str:
     return f"{100 * (b - a):+.2f} pt"
 
 
-def _deployed(d: dict[str, Any]) -> str:
+def deployed_text(d: dict[str, Any]) -> str:
+    """How a stage ships to a target, in words ('none' when it does not)."""
     if not d or "runtime" not in d:
         return "none"
     return f"{d['runtime']} {d.get('precision', 'fp32')}"
-
-
-def _speed(r: dict[str, Any], ref: str) -> str:
-    return (f"{r['ratio']:.2f}x (p10-p90 {r['p10']:.2f}-{r['p90']:.2f}x) against {ref}")
 
 
 def stage_dicts(stages: list[StageRecord]) -> list[dict[str, Any]]:
@@ -83,7 +78,7 @@ def _stage_lines(stages: list[StageRecord], targets: list[str]) -> list[str]:
             vs = lat.get("vs_parent")
             if not vs:
                 continue
-            how = f"as {_deployed(lat.get('deployed', {}))}"
+            how = f"as {deployed_text(lat.get('deployed', {}))}"
             spread = f"paired p10-p90 {vs['p10']:.2f}-{vs['p90']:.2f}x"
             if vs["noisy"]:
                 parts.append(f"on {t} no speed-up is claimed (noisy: {vs.get('noisy_why')})")

@@ -49,12 +49,11 @@ def time_options(options: dict[str, Option], x: Any, target: Target,
         return time_paired(fns, **paced(target), on_round=on_round)
 
 
-def choose(options: dict[str, Option], timing: Paired, target: Target, tolerance: float,
-           fp32_accuracy: float) -> tuple[str | None, str, list[dict[str, Any]]]:
-    """(chosen option, reason, table) on one target: the fastest option the target can run
-    whose validation accuracy is within ``tolerance`` of fp32; a lower precision only when it
-    beats the fastest fp32 option by ``MARGIN`` in at least 9 of 10 paired rounds (the p10 of
-    the per-round ratios), so that noise never changes the precision."""
+def option_table(options: dict[str, Option], timing: Paired, target: Target, tolerance: float,
+                 fp32_accuracy: float) -> list[dict[str, Any]]:
+    """Every option's figures on one target: latency and spread, paired speed-up over PyTorch
+    fp32 (ONNX Runtime fp32 when there is no PyTorch model), whether the target can run it and
+    whether its validation accuracy is within ``tolerance`` of fp32."""
     base = TORCH_FP32 if TORCH_FP32 in options else ORT_FP32
     table = []
     for name, o in options.items():
@@ -67,6 +66,17 @@ def choose(options: dict[str, Option], timing: Paired, target: Target, tolerance
                       "noisy": r["noisy"], "validation_accuracy": o.accuracy,
                       "runs_here": target.allows(o.runtime),
                       "eligible": fp32_accuracy - o.accuracy <= tolerance})
+    return table
+
+
+def choose(options: dict[str, Option], timing: Paired, target: Target, tolerance: float,
+           fp32_accuracy: float) -> tuple[str | None, str, list[dict[str, Any]]]:
+    """(chosen option, reason, table) on one target: the fastest option the target can run
+    whose validation accuracy is within ``tolerance`` of fp32; a lower precision only when it
+    beats the fastest fp32 option by ``MARGIN`` in at least 9 of 10 paired rounds (the p10 of
+    the per-round ratios), so that noise never changes the precision."""
+    base = TORCH_FP32 if TORCH_FP32 in options else ORT_FP32
+    table = option_table(options, timing, target, tolerance, fp32_accuracy)
     fit = [r for r in table if r["eligible"] and r["runs_here"]]
     if not fit:
         return None, (f"no deployment that '{target.name}' can run "

@@ -17,6 +17,7 @@ from nnopt.compress.quantize.deploy import (
     Option,
     choose,
     effects,
+    option_table,
     time_options,
 )
 from nnopt.compress.quantize.export import equivalence, onnx_bytes
@@ -159,8 +160,8 @@ def quantize(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext) -> nn.Modul
             name, reason, tables[target.name] = choose(options, timing, target, cfg.tolerance,
                                                        acc["fp32"])
         else:
-            name, tables[target.name] = cfg.method, choose(options, timing, target, 1.0,
-                                                           acc["fp32"])[2]
+            name = cfg.method
+            tables[target.name] = option_table(options, timing, target, 1.0, acc["fp32"])
             o = options[name]
             reason = f"method '{name}' as the recipe asks"
             if not target.allows(o.runtime):

@@ -78,8 +78,12 @@ def calibrate(model: nn.Module, cfg: CalibrateConfig, ctx: RunContext) -> nn.Mod
 
     if isinstance(model, Deployed):  # every target's artifact gets a map fitted to its logits
         fits: dict[int, tuple[nn.Module, nn.Module, torch.Tensor]] = {}
-        out = model.map(lambda m: fits.setdefault(id(m), fitted(m))[0],
-                        note=f"calibrated ({cfg.method}) on its own validation logits")
+
+        def fit_one(m: nn.Module) -> nn.Module:  # map() calls it once per distinct artifact
+            fits[id(m)] = fitted(m)
+            return fits[id(m)][0]
+
+        out = model.map(fit_one, note=f"calibrated ({cfg.method}) on its own validation logits")
         _, head, logits = fits[id(model.main)]
     else:
         out, head, logits = fitted(model)
