@@ -52,6 +52,9 @@ browser:
 benchmarks: setup data
 	$(BIN)/python benchmarks/fit_overhead.py
 	$(BIN)/python benchmarks/answer.py --out runs/answer
+	$(BIN)/python benchmarks/runtimes.py --out runs/runtimes
+	$(BIN)/python benchmarks/minilm_openvino.py
+	$(BIN)/python benchmarks/gpu_runtimes.py
 	$(BIN)/python benchmarks/hostile_yaml.py
 	$(BIN)/python benchmarks/precision.py
 	$(BIN)/nnopt run recipes/quickstart.yaml --out runs/quickstart --quiet

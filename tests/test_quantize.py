@@ -219,12 +219,19 @@ def test_quantize_step_records_effects_and_choice(tmp_path):
     assert main(["run", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "o"), "--quiet"]) == 0
     res = json.loads((tmp_path / "o/results.json").read_text())
     q = res["stages"][1]["details"]
+    from nnopt.measure.openvino_rt import has_bf16
+
     names = {"torch-fp32", "onnxruntime-fp32", "ort-static", "ort-dynamic", "torch-static",
-             "torch-dynamic", "ort-fp16", "torch-bf16"}
+             "torch-dynamic", "ort-fp16", "torch-bf16", "openvino-fp32", "openvino-int8",
+             "openvino-qdq", "executorch-fp32", "executorch-int8"} | (
+        {"openvino-bf16"} if has_bf16() else set())
     target = raw["targets"][0]["name"]
     assert q["quantization"]["chosen"][target] in names
     assert names == {c["deployment"] for c in q["quantization"]["candidates"][target]}
-    assert len(q["deployment"]) == 1 and "precision_effect" in q["deployment"][0]
+    # one runtime-vs-precision row per runtime that has fp32 and int8
+    assert {r["runtime"] for r in q["deployment"]} == {"onnxruntime", "openvino", "executorch",
+                                                        "torch"}
+    assert all("precision_effect" in r for r in q["deployment"])
     choice = json.loads((tmp_path / "o/models/quantize/spec.json").read_text())["deployed"]
     artifact = tmp_path / "o/models/quantize" / choice[target]["file"]
     assert res["stages"][1]["metrics"]["size_bytes"] == artifact.stat().st_size

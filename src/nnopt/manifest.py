@@ -31,7 +31,15 @@ from nnopt.compress.lowrank import step as lowrank_step
 from nnopt.compress.prune import lottery
 from nnopt.compress.prune import report as prune_report
 from nnopt.compress.prune import step as prune_step
-from nnopt.compress.quantize import cast, export, onnx_model, qat_step, torch_int8
+from nnopt.compress.quantize import (
+    cast,
+    executorch,
+    export,
+    onnx_model,
+    openvino,
+    qat_step,
+    torch_int8,
+)
 from nnopt.compress.quantize import report as quant_report
 from nnopt.compress.quantize import step as quant_step
 from nnopt.search import darts as darts_search

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.metadata
 import os
 import platform
 import sys
@@ -81,8 +82,14 @@ def environment() -> dict[str, Any]:
     except ImportError:
         ort_version = None
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    runtimes = {}
+    for dist in ("openvino", "nncf", "executorch"):  # read from metadata: nothing is imported
+        try:
+            runtimes[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            runtimes[dist] = None
     return {"nnopt": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "onnxruntime": ort_version, "numpy": numpy.__version__, "platform": platform.platform(),
+            "onnxruntime": ort_version, **runtimes, "numpy": numpy.__version__, "platform": platform.platform(),
             "cpu": cpu_model(), "cpu_flags": " ".join(cpu_flags()), "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "gpu": gpu, "executable": sys.executable}

@@ -20,6 +20,9 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "sklearn": ("scikit-learn", "trust"),
     "mnist1d": ("mnist1d", "data"),
     "tokenizers": ("tokenizers", "text"),
+    "openvino": ("openvino", "openvino"),
+    "nncf": ("nncf", "openvino"),
+    "executorch": ("executorch", "executorch"),
 }
 
 

@@ -18,8 +18,16 @@ from typing import Any
 from nnopt.core.errors import NnoptError
 from nnopt.core.registry import METRICS
 from nnopt.measure.base import Measurement, is_artifact, is_stochastic, runtime_of
+from nnopt.measure.executorch_rt import et_runner, lower
+from nnopt.measure.openvino_rt import core, ov_runner
 from nnopt.measure.quantity import MS
-from nnopt.measure.runtimes import export_onnx, onnx_runner, torch_runner, torch_threads
+from nnopt.measure.runtimes import (
+    export_onnx,
+    onnx_runner,
+    torch_runner,
+    torch_threads,
+    unavailable,
+)
 from nnopt.measure.sparse_exec import to_sparse
 from nnopt.measure.target import Target
 from nnopt.models.deployed import deployment_choices, for_target
@@ -53,15 +61,22 @@ def time_calls(fn: Callable[[], object], *, warmup: int = 10, repeats: int = 50,
 
 def skip_reason(model: Any, target: Target) -> str:
     """Why ``model`` cannot be timed on ``target`` ('' when it can)."""
-    if is_artifact(model) and not target.allows(runtime_of(model)):
-        return (f"this {runtime_of(model)} artifact does not run on a target limited to "
+    own = runtime_of(model) if is_artifact(model) else "torch"
+    runs_on = own if own != "torch" else target.runtime
+    if is_artifact(model) and not target.allows(own):
+        return (f"this {own} artifact does not run on a target limited to "
                 f"{', '.join(target.runtimes or [])}")
-    if is_artifact(model) and runtime_of(model) == "torch" and target.runtime == "onnxruntime" \
+    if is_artifact(model) and own == "torch" and target.runtime != "torch" \
             and target.runtimes is None:
-        return "this PyTorch artifact (int8 or fp16/bf16) does not run on onnxruntime"
-    if is_stochastic(model) and target.runtime == "onnxruntime":
+        return f"this PyTorch artifact (int8 or fp16/bf16) does not run on {target.runtime}"
+    if target.device == "cuda" and own in ("openvino", "executorch"):
+        return f"this {own} artifact runs on the CPU, not on a cuda target"
+    if target.device == "cuda" and own == "torch" and is_artifact(model) \
+            and getattr(model, "spec", {}).get("precision") == "int8":
+        return "torch.ao int8 kernels run on the CPU only"
+    if is_stochastic(model) and runs_on != "torch":
         return "a sampling model (MC dropout, Bayesian layers) is deployed with PyTorch"
-    return ""
+    return unavailable(runs_on, target.device)
 
 
 def shipped(model: Any, target: Target) -> tuple[Any, str]:
@@ -77,22 +92,30 @@ def target_runner(model: Any, target: Target, example: Any, work_dir: Path
                   ) -> tuple[Callable[[], object], str]:
     """A no-argument callable running one batch of ``model`` as ``target`` runs it (a deployed
     artifact on its own runtime, a PyTorch model on the target's runtime, exported to
-    ``work_dir/model.onnx`` if need be), and the runtime's name. Call it under
-    ``torch_threads(target.threads)``."""
-    artifact = runtime_of(model) != "torch"  # a deployed ONNX file runs on its own runtime
-    if target.runtime == "onnxruntime" or artifact:
+    ``work_dir`` if need be: ONNX for ONNX Runtime and OpenVINO, a ``.pte`` for ExecuTorch),
+    and the runtime's name. Call it under ``torch_threads(target.threads)``."""
+    own = runtime_of(model)
+    if is_artifact(model) and own not in ("torch", "onnxruntime"):
+        return model.runner(example, target.threads), own
+    gpu = {"device": target.device, "tensorrt": target.tensorrt}
+    if target.runtime in ("onnxruntime", "openvino") or own == "onnxruntime":
         onnx = model.exported_onnx() if is_artifact(model) else None
-        if onnx is not None:
-            fn = onnx_runner(onnx, example, target.threads)
-        else:
+        if onnx is None:
             path = work_dir / "model.onnx"
             if not path.is_file():
                 export_onnx(model, path, example[:1])
-            fn = onnx_runner(path, example, target.threads)
-        return fn, "onnxruntime"
+            onnx = path.read_bytes()
+        if target.runtime == "openvino" and own == "torch":
+            return ov_runner(core().read_model(model=onnx), example, target.threads), "openvino"
+        return onnx_runner(onnx, example, target.threads, **gpu), "onnxruntime"
+    if target.runtime == "executorch":
+        path = work_dir / f"model-b{len(example)}.pte"
+        if not path.is_file():
+            path.write_bytes(lower(model, example))
+        return et_runner(path.read_bytes(), example, target.threads), "executorch"
     if target.sparse:
         return torch_runner(to_sparse(model), example), "torch+csr"
-    return torch_runner(model, example), "torch"
+    return torch_runner(model, example, target.device, target.compile), "torch"
 
 
 def measure_target(m: Measurement, target: Target) -> dict[str, Any]:

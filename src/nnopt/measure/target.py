@@ -8,17 +8,25 @@ from pydantic import Field, model_validator
 
 from nnopt.core.config import NAME, Strict
 
+Runtime = Literal["torch", "onnxruntime", "openvino", "executorch"]
+GPU_RUNTIMES = ("torch", "onnxruntime")
+
 
 class Target(Strict):
     """Where the model will run; latency is measured here, never inferred from MACs."""
 
     name: str = Field(pattern=NAME)
-    runtime: Literal["torch", "onnxruntime"] = Field(
-        "torch", description="the runtime a PyTorch stage is timed on here")
-    runtimes: list[Literal["torch", "onnxruntime"]] | None = Field(
+    runtime: Runtime = Field("torch", description="the runtime a PyTorch stage is timed on here")
+    runtimes: list[Runtime] | None = Field(
         None, min_length=1, description="the runtimes this place can run, which a deploying "
         "stage may choose from (default: all; e.g. [onnxruntime] for a board that ships ONNX "
         "Runtime only)")
+    device: Literal["cpu", "cuda"] = Field(
+        "cpu", description="cuda: a GPU target (torch or onnxruntime; skipped with one line where "
+        "no CUDA device is present)")
+    tensorrt: bool = Field(False, description="cuda + onnxruntime: ONNX Runtime's TensorRT "
+                           "execution provider first, where the build has it")
+    compile: bool = Field(False, description="torch: time the model under torch.compile")
     batch_size: int = Field(1, ge=1, le=65_536)
     threads: int = Field(1, ge=1, le=1024)
     warmup: int = Field(10, ge=0, le=100_000, description="untimed calls before timing")
@@ -36,6 +44,11 @@ class Target(Strict):
         if self.sparse and self.runtime != "torch":
             raise ValueError("sparse kernels exist only for runtime 'torch' (onnxruntime has none "
                              "on CPU)")
+        if self.device == "cuda" and not set(self.runtimes or [self.runtime]) <= set(GPU_RUNTIMES):
+            raise ValueError("a cuda target runs torch or onnxruntime (OpenVINO and ExecuTorch "
+                             "targets are CPU targets here)")
+        if self.tensorrt and (self.device != "cuda" or self.runtime != "onnxruntime"):
+            raise ValueError("tensorrt needs device: cuda and runtime: onnxruntime")
         if self.runtimes is not None and self.runtime not in self.runtimes:
             raise ValueError(f"runtime '{self.runtime}' is not among this target's runtimes "
                              f"{self.runtimes}")

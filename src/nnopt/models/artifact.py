@@ -3,9 +3,11 @@ graph on ONNX Runtime, a torch.ao int8 graph), so every metric measures what a u
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from nnopt.core.errors import NnoptError
@@ -30,6 +32,12 @@ class Artifact(nn.Module):
 
     def exported_onnx(self) -> bytes | None:
         """The ONNX graph this artifact runs, if it runs one (exported as is)."""
+        return None
+
+    def runner(self, example: torch.Tensor, threads: int) -> Callable[[], object] | None:
+        """A no-argument callable running one batch on the artifact's own runtime with
+        ``threads`` threads, where that runtime is not ONNX Runtime or PyTorch (None: the
+        caller runs ``exported_onnx()`` or the module itself)."""
         return None
 
     def with_calibration(self, head: nn.Module, record: dict[str, Any],

@@ -96,6 +96,10 @@ def _stage_lines(stages: list[StageRecord], targets: list[str]) -> list[str]:
     return out
 
 
+RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO",
+                 "executorch": "ExecuTorch", "torch": "PyTorch"}
+
+
 def _quantization_lines(stages: list[StageRecord]) -> list[str]:
     out = []
     for s in stages:
@@ -112,17 +116,19 @@ def _quantization_lines(stages: list[StageRecord]) -> list[str]:
                            f"chosen among {len(q['candidates'][t])} options timed there: "
                            f"{claim}.")
         for r in s.details.get("deployment") or []:
+            rt = RUNTIME_NAMES.get(r.get("runtime", "onnxruntime"), r.get("runtime"))
             if r.get("noisy"):
-                out.append(f"{s.name}: on {r['target']} the runtime and precision effects were "
-                           "timed on a noisy machine and are not claimed.")
+                out.append(f"{s.name}: on {r['target']} the runtime and precision effects of "
+                           f"{rt} were timed on a noisy machine and are not claimed.")
             elif r["int8_faster"]:
-                out.append(f"{s.name}: on {r['target']}, ONNX Runtime fp32 ran "
+                out.append(f"{s.name}: on {r['target']}, {rt} fp32 ran "
                            f"{r['runtime_effect']:.2f}x faster than PyTorch fp32 and int8 a "
                            f"further {r['precision_effect']:.2f}x ({r['total']:.2f}x in all).")
             else:
-                out.append(f"{s.name}: on {r['target']}, int8 was not faster than fp32 on ONNX "
-                           f"Runtime ({r['precision_effect']:.2f}x): the {r['runtime_effect']:.2f}x "
-                           "over PyTorch is the runtime's, not int8's.")
+                out.append(f"{s.name}: on {r['target']}, int8 was not faster than fp32 on "
+                           f"{rt} ({r['precision_effect']:.2f}x): the "
+                           f"{r['runtime_effect']:.2f}x over PyTorch is the runtime's, not "
+                           "int8's.")
     return out
 
 

@@ -1,11 +1,15 @@
 """"Will it be faster here?": time the model's layers dense and sparse on each target first.
 
-For a PyTorch target, every Linear layer is timed as a dense ``F.linear`` and as the CSR path at
-the pruned weights' real sparsity, at the target's batch size and threads (convolutions have no
-CPU sparse kernel: timed dense on both sides). ONNX Runtime has no sparse kernel on CPU, so there
-the pruned model (zeros in dense tensors) is timed against the dense one. Sparsity "pays off"
-only when the sparse side is at least ``MARGIN`` faster (smaller differences are within the
-noise of this kind of timing); a warning is raised exactly where it does not.
+For a PyTorch CPU target, every Linear layer is timed as a dense ``F.linear`` and as the CSR path
+at the pruned weights' real sparsity, at the target's batch size and threads (convolutions have
+no CPU sparse kernel: timed dense on both sides). On a PyTorch cuda target, every Linear layer
+whose weight is 2:4 sparse is timed in fp16 dense against the semi-structured sparse kernel
+(``to_sparse_semi_structured``); other layers count dense on both sides. ONNX Runtime, OpenVINO
+and ExecuTorch are timed as whole models on their own runtime: the pruned model (zeros in dense
+tensors) against the dense one. Sparsity "pays off" only when the sparse side is at least
+``MARGIN`` faster (smaller differences are within the noise of this kind of timing); a warning
+is raised exactly where it does not. A target that cannot run here (no GPU, a missing extra)
+gets a row saying why, and no figure.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnopt.measure.latency import time_calls
-from nnopt.measure.runtimes import export_onnx, onnx_runner, torch_threads
+from nnopt.measure.latency import skip_reason, target_runner, time_calls
+from nnopt.measure.runtimes import torch_threads
 from nnopt.measure.sparse_exec import SparseLinear
 from nnopt.measure.target import Target
 
@@ -65,15 +69,56 @@ def torch_layers(model: nn.Module, example: torch.Tensor, threads: int) -> list[
     return rows
 
 
-def onnx_model_times(dense: nn.Module, pruned: nn.Module, example: torch.Tensor,
-                     threads: int) -> tuple[float, float]:
-    """Whole-model ONNX Runtime times of the dense and the pruned (zero-filled) model."""
-    with tempfile.TemporaryDirectory() as tmp, torch_threads(threads), warnings.catch_warnings():
+def cuda_layers(model: nn.Module, example: torch.Tensor) -> list[dict[str, Any]]:
+    """Per-layer fp16 times (ms, CUDA events) of every Linear layer on the GPU: dense
+    ``F.linear`` against the 2:4 semi-structured kernel where the weight is 2:4 sparse."""
+    import torch.nn.functional as F
+    from torch.sparse import to_sparse_semi_structured
+
+    rows = []
+    modules = dict(model.named_modules())
+    with torch.inference_mode():
+        for name, x in _layer_inputs(model, example).items():
+            layer = modules[name]
+            if not isinstance(layer, nn.Linear):
+                continue
+            w = layer.weight.detach().half().cuda()
+            xs = x.reshape(-1, layer.in_features).half().cuda()
+            dense = time_calls(lambda: (F.linear(xs, w), torch.cuda.synchronize()),
+                               **FAST)["median_ms"]
+            if is_two_four(layer.weight):
+                sw = to_sparse_semi_structured(w)
+                sparse = time_calls(lambda: (F.linear(xs, sw), torch.cuda.synchronize()),
+                                    **FAST)["median_ms"]
+                kernel = "2:4 semi-structured"
+            else:
+                sparse, kernel = dense, "dense (the weight is not 2:4)"
+            zeros = 1.0 - layer.weight.count_nonzero().item() / layer.weight.numel()
+            rows.append({"layer": name, "sparsity": zeros, "dense_ms": dense, "sparse_ms": sparse,
+                         "kernel": kernel})
+    return rows
+
+
+def is_two_four(weight: torch.Tensor) -> bool:
+    """Whether every group of 4 consecutive inputs holds at most 2 non-zeros."""
+    if weight.shape[-1] % 4:
+        return False
+    return bool((weight.reshape(-1, 4) != 0).sum(1).le(2).all())
+
+
+def model_times(dense: nn.Module, pruned: nn.Module, example: torch.Tensor,
+                target: Target) -> tuple[float, float]:
+    """Whole-model times of the dense and the pruned (zero-filled) model on the target's own
+    runtime (ONNX Runtime, OpenVINO, ExecuTorch)."""
+    with tempfile.TemporaryDirectory() as tmp, torch_threads(target.threads), \
+            warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = []
         for tag, model in (("dense", dense), ("pruned", pruned)):
-            path = export_onnx(copy.deepcopy(model), Path(tmp) / f"{tag}.onnx", example[:1])
-            out.append(time_calls(onnx_runner(path, example, threads), **FAST)["median_ms"])
+            work = Path(tmp) / tag
+            work.mkdir()
+            fn = target_runner(copy.deepcopy(model), target, example, work)[0]
+            out.append(time_calls(fn, **FAST)["median_ms"])
     return out[0], out[1]
 
 
@@ -83,21 +128,30 @@ def preflight(dense: nn.Module, pruned: nn.Module, example_for: Any,
     results, warns = [], []
     for t in targets:
         example = example_for(t.batch_size)
-        if t.runtime == "torch":
+        why = skip_reason(pruned, t)
+        if why:
+            results.append({"target": t.name, "runtime": t.runtime, "skipped": why})
+            continue
+        if t.runtime == "torch" and t.device == "cuda":
+            layers = cuda_layers(pruned, example)
+            dense_ms = sum(r["dense_ms"] for r in layers)
+            sparse_ms = sum(r["sparse_ms"] for r in layers)
+            how = "sum of Linear layer times on the GPU: fp16 dense vs 2:4 semi-structured"
+        elif t.runtime == "torch":
             layers = torch_layers(pruned, example, t.threads)
             dense_ms = sum(r["dense_ms"] for r in layers)
             sparse_ms = sum(r["sparse_ms"] for r in layers)
             how = "sum of layer times: dense F.linear/conv vs CSR sparse.mm"
         else:
             layers = []
-            dense_ms, sparse_ms = onnx_model_times(dense, pruned, example, t.threads)
-            how = "whole model: dense vs pruned weights (no sparse kernel in onnxruntime CPU)"
+            dense_ms, sparse_ms = model_times(dense, pruned, example, t)
+            how = f"whole model on {t.runtime}: dense vs pruned weights (no sparse kernel used)"
         pays = sparse_ms * MARGIN <= dense_ms
         row = {"target": t.name, "runtime": t.runtime, "batch_size": t.batch_size,
                "threads": t.threads, "dense_ms": dense_ms, "sparse_ms": sparse_ms,
                "speedup": dense_ms / sparse_ms if sparse_ms else None,
                "pays_off": pays, "method": how, "layers": layers}
-        if pays and t.runtime == "torch" and not t.sparse:
+        if pays and t.runtime == "torch" and t.device == "cpu" and not t.sparse:
             row["note"] = (f"Target '{t.name}' runs dense kernels; set 'sparse: true' on it to "
                            "use the CSR path the pre-flight found faster.")
         results.append(row)

@@ -52,6 +52,10 @@ def preflight_section(doc: Doc, labels: list[str], records: list[StageRecord], f
     rows = []
     for lab, s in zip(labels, records):
         for r in s.details.get("preflight", []):
+            if r.get("skipped"):
+                rows.append([lab, r["target"], r["runtime"], "-", "-", "-", "-", "-", "-",
+                             f"not measured: {r['skipped']}"])
+                continue
             rows.append([lab, r["target"], r["runtime"], str(r["batch_size"]), str(r["threads"]),
                          f"{r['dense_ms']:.4f}", f"{r['sparse_ms']:.4f}",
                          f"{r['speedup']:.2f}x" if r.get("speedup") else "-",

@@ -1,7 +1,7 @@
-"""Which deployment each target gets, and why: every option (PyTorch and ONNX Runtime, fp32,
-int8, half) timed side by side on the target, the fastest one within the accuracy tolerance
-that the target can run chosen; the runtime effect (PyTorch fp32 -> ONNX Runtime fp32) kept
-apart from the precision effect (fp32 -> int8 on the same runtime)."""
+"""Which deployment each target gets, and why: every option (PyTorch, ONNX Runtime, OpenVINO,
+ExecuTorch; fp32, int8, half) timed side by side on the target, the fastest one within the
+accuracy tolerance that the target can run chosen; the runtime effect (PyTorch fp32 -> a
+runtime's fp32) kept apart from the precision effect (fp32 -> int8 on the same runtime)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,17 @@ from typing import Any
 from torch import nn
 
 from nnopt.measure.base import example_batch
-from nnopt.measure.latency import target_runner
+from nnopt.measure.latency import skip_reason, target_runner
 from nnopt.measure.paired import Paired, paced, time_paired
 from nnopt.measure.runtimes import torch_threads
 from nnopt.measure.target import Target
 
 MARGIN = 1.05  # a lower precision must be >= 5% faster than fp32 in 9 of 10 paired rounds
 TORCH_FP32, ORT_FP32 = "torch-fp32", "onnxruntime-fp32"
+INT8 = {"onnxruntime": ("ort-static", "ort-dynamic"), "openvino": ("openvino-int8", "openvino-qdq"),
+        "executorch": ("executorch-int8",), "torch": ("torch-static", "torch-dynamic")}
+FP32 = {"onnxruntime": ORT_FP32, "openvino": "openvino-fp32", "executorch": "executorch-fp32",
+        "torch": TORCH_FP32}
 
 
 @dataclass
@@ -34,6 +38,19 @@ class Option:
     accuracy: float
 
 
+def on_runtime(target: Target, runtime: str) -> Target:
+    """``target`` running ``runtime`` (same batch, threads and device)."""
+    return target.model_copy(update={"runtime": runtime, "runtimes": None, "sparse": False,
+                                     "tensorrt": target.tensorrt and runtime == "onnxruntime"})
+
+
+def runnable(options: dict[str, Option], target: Target) -> dict[str, Option]:
+    """The options that can be timed on ``target``'s machine at all (a CPU-only artifact is not
+    timed on a cuda target; a runtime whose extra is missing is not timed)."""
+    return {k: o for k, o in options.items()
+            if not skip_reason(o.model, on_runtime(target, o.runtime))}
+
+
 def time_options(options: dict[str, Option], x: Any, target: Target,
                  on_round: Callable[[int, int], None] | None = None) -> Paired:
     """Every option at ``target``'s batch and threads, on its own runtime, side by side."""
@@ -41,8 +58,7 @@ def time_options(options: dict[str, Option], x: Any, target: Target,
     with tempfile.TemporaryDirectory() as tmp, torch_threads(target.threads):
         fns = {}
         for name, o in options.items():
-            t = target.model_copy(update={"runtime": o.runtime, "runtimes": None,
-                                          "sparse": False})
+            t = on_runtime(target, o.runtime)
             work = Path(tmp) / name
             work.mkdir()
             fns[name] = target_runner(o.model, t, example, work)[0]
@@ -102,21 +118,34 @@ def choose(options: dict[str, Option], timing: Paired, target: Target, tolerance
     return best["deployment"], reason, table
 
 
-def effects(timing: Paired, target: Target, int8: str) -> tuple[dict[str, Any], str]:
-    """The target's row of the runtime-vs-precision table (from the paired timing of the
-    options) and a warning when int8 is not faster than fp32 on ONNX Runtime."""
-    a, b, c = (timing.figure(k)["median_ms"] for k in (TORCH_FP32, ORT_FP32, int8))
-    runtime, precision = timing.ratio(TORCH_FP32, ORT_FP32), timing.ratio(ORT_FP32, int8)
+def effect_pairs(options: dict[str, Option], timing: Paired) -> list[tuple[str, str]]:
+    """(fp32, int8) option pairs, one per runtime that has both; of several int8 options on
+    one runtime, the fastest."""
+    out = []
+    for runtime, fp in FP32.items():
+        q = [k for k in INT8[runtime] if k in options]
+        if fp in options and q:
+            out.append((fp, min(q, key=lambda k: timing.figure(k)["median_ms"])))
+    return out
+
+
+def effects(timing: Paired, target: Target, int8: str, fp32: str = ORT_FP32,
+            runtime: str = "onnxruntime") -> tuple[dict[str, Any], str]:
+    """The target's row of the runtime-vs-precision table for one runtime (from the paired
+    timing of the options) and a warning when its int8 is not faster than its fp32."""
+    a, b, c = (timing.figure(k)["median_ms"] for k in (TORCH_FP32, fp32, int8))
+    rt, precision = timing.ratio(TORCH_FP32, fp32), timing.ratio(fp32, int8)
     total = timing.ratio(TORCH_FP32, int8)
-    row = {"target": target.name, "batch_size": target.batch_size, "threads": target.threads,
-           "torch_fp32_ms": a, "ort_fp32_ms": b, "ort_int8_ms": c,
-           "runtime_effect": runtime["ratio"], "precision_effect": precision["ratio"],
+    row = {"target": target.name, "runtime": runtime, "fp32": fp32, "int8": int8,
+           "batch_size": target.batch_size, "threads": target.threads,
+           "torch_fp32_ms": a, "fp32_ms": b, "int8_ms": c,
+           "runtime_effect": rt["ratio"], "precision_effect": precision["ratio"],
            "total": total["ratio"], "int8_faster": precision["ratio"] >= MARGIN,
-           "noisy": runtime["noisy"] or precision["noisy"]}
+           "noisy": rt["noisy"] or precision["noisy"]}
     warn = ""
     if not row["int8_faster"]:
-        warn = (f"int8 is not faster than fp32 on onnxruntime at '{target.name}' (batch "
+        warn = (f"int8 is not faster than fp32 on {runtime} at '{target.name}' (batch "
                 f"{target.batch_size}, {target.threads} thread(s)): {c:.3f} ms vs {b:.3f} ms "
-                f"(paired {precision['ratio']:.2f}x); the {runtime['ratio']:.2f}x over PyTorch "
+                f"(paired {precision['ratio']:.2f}x); the {rt['ratio']:.2f}x over PyTorch "
                 "is the runtime's, not int8's")
     return row, warn

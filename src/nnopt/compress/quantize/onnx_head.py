@@ -23,18 +23,24 @@ def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
             value.name = new
 
 
-def append_head(onnx_bytes: bytes, head: nn.Module, num_classes: int) -> bytes:
-    """The graph of ``onnx_bytes`` followed by ``head`` on its first output; the new output keeps
-    the old output's name (the uncalibrated logits are renamed inside the graph)."""
-    main = onnx.load_from_string(onnx_bytes)
-    opset = next(o.version for o in main.opset_import if o.domain in ("", "ai.onnx"))
+def head_onnx(head: nn.Module, num_classes: int, opset: int = 17) -> bytes:
+    """The calibration head alone as an ONNX graph (input ``in``, output ``out``, any batch)."""
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(head.eval(), (torch.zeros(2, num_classes),), buf, dynamo=False,
                           input_names=["in"], output_names=["out"], opset_version=opset,
                           dynamic_axes={"in": {0: "batch"}, "out": {0: "batch"}})
-    tail = onnx.compose.add_prefix(onnx.load_from_string(buf.getvalue()), PREFIX)
+    return buf.getvalue()
+
+
+def append_head(onnx_bytes: bytes, head: nn.Module, num_classes: int) -> bytes:
+    """The graph of ``onnx_bytes`` followed by ``head`` on its first output; the new output keeps
+    the old output's name (the uncalibrated logits are renamed inside the graph)."""
+    main = onnx.load_from_string(onnx_bytes)
+    opset = next(o.version for o in main.opset_import if o.domain in ("", "ai.onnx"))
+    tail = onnx.compose.add_prefix(onnx.load_from_string(head_onnx(head, num_classes, opset)),
+                                   PREFIX)
     tail.ir_version = main.ir_version
     # the head's opset imports must equal the body's for merge_models
     del tail.opset_import[:]

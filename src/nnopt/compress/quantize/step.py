@@ -9,45 +9,52 @@ from typing import Any, Literal
 from pydantic import Field
 from torch import nn
 
-from nnopt.compress.quantize import torch_int8
-from nnopt.compress.quantize.cast import onnx_fp16, torch_cast
+from nnopt.compress.quantize.candidates import (
+    auto_methods,
+    build,
+    executorch_at,
+    runtime_of_method,
+)
 from nnopt.compress.quantize.deploy import (
     ORT_FP32,
     TORCH_FP32,
     Option,
     choose,
+    effect_pairs,
     effects,
     option_table,
+    runnable,
     time_options,
 )
 from nnopt.compress.quantize.export import equivalence, onnx_bytes
 from nnopt.compress.quantize.mixed import weight_sqnr
 from nnopt.compress.quantize.onnx_model import OnnxModel
-from nnopt.compress.quantize.ort import choose_weight_type, integer_ops, quantize_onnx
+from nnopt.compress.quantize.ort import choose_weight_type
 from nnopt.compress.quantize.qat import has_qat, snap_for_deploy
-from nnopt.compress.quantize.torch_int8 import TorchInt8Model
 from nnopt.context import RunContext
 from nnopt.core.config import Strict
 from nnopt.core.errors import NnoptError
 from nnopt.core.registry import STEPS
+from nnopt.measure.base import runtime_of
+from nnopt.measure.runtimes import unavailable
 from nnopt.models.artifact import Artifact
 from nnopt.models.deployed import Deployed
 from nnopt.train.fit import evaluate
-
-AUTO = ["ort-static", "ort-dynamic", "torch-static", "torch-dynamic", "ort-fp16", "torch-bf16"]
 
 
 class QuantizeConfig(Strict):
     """How to quantize, how to estimate ranges, and how to choose a deployment."""
 
-    method: Literal["auto", "ort-static", "ort-dynamic", "torch-static", "torch-dynamic",
-                    "ort-fp16", "torch-bf16", "torch-fp16"] = Field(
-        "auto", description="auto: time fp32/int8/half deployments (ONNX Runtime and PyTorch) "
-        "side by side on every target; each target gets the fastest it can run within "
-        "tolerance")
+    method: Literal["auto", "ort-static", "ort-dynamic", "ort-fp16", "torch-static",
+                    "torch-dynamic", "torch-bf16", "torch-fp16", "openvino-fp32",
+                    "openvino-int8", "openvino-qdq", "openvino-bf16", "executorch-fp32",
+                    "executorch-int8"] = Field(
+        "auto", description="auto: time fp32/int8/half deployments on every runtime a target "
+        "can run (ONNX Runtime, PyTorch, OpenVINO, ExecuTorch) side by side on every target; "
+        "each target gets the fastest it can run within tolerance")
     per_channel: bool = Field(True, description="one scale per output channel of the weights")
     weight_type: Literal["auto", "int8", "uint8"] = Field(
-        "auto", description="auto: int8 where the CPU has VNNI, else uint8")
+        "auto", description="ONNX Runtime: int8 where the CPU has VNNI, else uint8")
     reduce_range: bool = Field(False, description="7-bit weights (another fix for non-VNNI CPUs)")
     calibrate_method: Literal["minmax", "percentile", "entropy"] = "minmax"
     percentile: float = Field(99.999, gt=50, le=100, description="for calibrate_method percentile")
@@ -55,49 +62,12 @@ class QuantizeConfig(Strict):
     target: str | None = Field(None, description="the target whose deployment the stage's "
                                "accuracy, calibration and size are measured on (default: first)")
     tolerance: float = Field(0.005, ge=0, description="auto: largest validation accuracy loss "
-                             "(a fraction: 0.005 = 0.5 pt)")
+                             "(a fraction: 0.005 = 0.5 pt); also the budget of NNCF's "
+                             "accuracy-aware mode")
+    accuracy_control: bool = Field(True, description="openvino-int8: when plain NNCF int8 loses "
+                                   "more than tolerance on validation, run NNCF's "
+                                   "accuracy-aware quantization instead")
     compare: bool = Field(True, description="measure runtime vs precision effect on every target")
-
-
-def _candidates(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext, fp32: bytes,
-                wtype: str) -> dict[str, nn.Module]:
-    """The deployments to compare (one unless ``method: auto``); PyTorch-side ones only when
-    the input still is a PyTorch model."""
-    calib = ctx.data.train.x[:cfg.calibration_size]
-    common = {"weight_type": wtype, "per_channel": cfg.per_channel,
-              "reduce_range": cfg.reduce_range}
-    base = {"source": getattr(model, "spec", {}), "runtime": "onnxruntime"}
-    out: dict[str, nn.Module] = {}
-    for name in AUTO if cfg.method == "auto" else [cfg.method]:
-        if name == "ort-fp16":
-            out[name] = OnnxModel(onnx_fp16(fp32), {**base, "precision": "fp16",
-                                                    "quantization": {"method": name}})
-            continue
-        if name.startswith("torch-") and isinstance(model, OnnxModel):
-            continue  # an ONNX artifact has no PyTorch graph to quantize or cast
-        if name in ("torch-bf16", "torch-fp16"):
-            out[name] = torch_cast(model, name.split("-")[1])
-            continue
-        if name.startswith("torch-"):
-            spec = {"source": getattr(model, "spec", {}), "runtime": "torch", "precision": "int8",
-                    "quantization": {"method": name, "engine": torch_int8.engine(),
-                                     **({"calibration_size": len(calib)}
-                                        if name == "torch-static" else {})}}
-            out[name] = TorchInt8Model(torch_int8.build(model, name, calib), spec)
-            continue
-        q = {"method": name, **common}
-        if name == "ort-static":
-            q.update(calibrate_method=cfg.calibrate_method, calibration_size=len(calib))
-            if cfg.calibrate_method == "percentile":
-                q["percentile"] = cfg.percentile
-        blob = quantize_onnx(fp32, mode="static" if name == "ort-static" else "dynamic",
-                             weight_type=wtype, per_channel=cfg.per_channel,
-                             reduce_range=cfg.reduce_range, calibration=calib,
-                             calibrate_method=cfg.calibrate_method, percentile=cfg.percentile)
-        out[name] = OnnxModel(blob, {**base, "precision": "int8", "quantization": q,
-                                     "integer_ops": integer_ops(blob, as_run=False),
-                                     "integer_ops_as_run": integer_ops(blob)})
-    return out
 
 
 def _options(model: nn.Module, torch_model: nn.Module | None, fp32: OnnxModel,
@@ -108,18 +78,18 @@ def _options(model: nn.Module, torch_model: nn.Module | None, fp32: OnnxModel,
         source = torch_model if isinstance(model, OnnxModel) else model
         out = {TORCH_FP32: Option(source, "torch", "fp32", acc["fp32"]), **out}
     for k, v in cands.items():
-        runtime = "torch" if k.startswith("torch-") else "onnxruntime"
-        out[k] = Option(v, runtime, v.spec.get("precision") or "int8", acc[k])
+        out[k] = Option(v, runtime_of(v), v.spec.get("precision") or "int8", acc[k])
     return out
 
 
 @STEPS.register("quantize", config=QuantizeConfig,
                 tiny={"method": "ort-static", "calibration_size": 32})
 def quantize(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext) -> nn.Module:
-    """Quantize to int8 (ONNX Runtime static QDQ or dynamic, torch.ao) or cast to half, and
-    deploy per target: with ``method: auto`` each target gets the fastest option it can run
-    within the accuracy tolerance, timed side by side there; a named method is deployed to every
-    target that can run it. The runtime effect is kept apart from the precision effect."""
+    """Quantize to int8 (ONNX Runtime, torch.ao, OpenVINO/NNCF, ExecuTorch/XNNPACK) or cast to
+    half, and deploy per target: with ``method: auto`` each target gets the fastest option it
+    can run within the accuracy tolerance, timed side by side there; a named method is deployed
+    to every target that can run it. The runtime effect is kept apart from the precision
+    effect, runtime by runtime."""
     if isinstance(model, OnnxModel) and model.spec.get("precision") != "fp32" or \
             isinstance(model, Artifact) and not isinstance(model, OnnxModel):
         raise NnoptError("the model is already quantized or cast; quantize a PyTorch or fp32 "
@@ -127,51 +97,75 @@ def quantize(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext) -> nn.Modul
     if cfg.target and cfg.target not in {t.name for t in ctx.targets}:
         raise NnoptError(f"quantize target '{cfg.target}' is not a recipe target; targets: "
                          + (", ".join(t.name for t in ctx.targets) or "none"))
+    if cfg.method == "auto" and not ctx.targets:
+        raise NnoptError("method 'auto' measures deployments on the recipe's targets; the "
+                         "recipe has none")
+    if cfg.method != "auto" and (why := unavailable(runtime_of_method(cfg.method))):
+        raise NnoptError(f"quantize method '{cfg.method}': {why}")
     torch_model = next((m for m in [model, *reversed(ctx.models.values())]
                         if not isinstance(m, Artifact)), None)  # the PyTorch source, if any
     if has_qat(model):  # QAT: deploy the learned quantized weights as real int8
         model = snap_for_deploy(model)
         torch_model = model
+    if cfg.method.startswith("executorch-") and (isinstance(model, OnnxModel)):
+        raise NnoptError("ExecuTorch lowers a PyTorch model; this stage's input is an ONNX "
+                         "artifact (quantize the PyTorch stage instead: from: <stage>)")
     fp32_bytes = onnx_bytes(model, ctx.example(1))
     if torch_model is not None:
         ctx.record("weight_sqnr_int8", weight_sqnr(torch_model, 8, cfg.per_channel))
     fp32 = OnnxModel(fp32_bytes, {"source": getattr(model, "spec", {}), "precision": "fp32",
                                   "runtime": "onnxruntime"})
     wtype, why = choose_weight_type(cfg.weight_type)
-    cands = _candidates(model, cfg, ctx, fp32_bytes, wtype)
+    names, notes = auto_methods(ctx.targets) if cfg.method == "auto" else ([cfg.method], [])
+    ctx.warn(*notes)
     val = ctx.data.val
+    calib = ctx.data.train.x[:cfg.calibration_size]
     acc = {"fp32": evaluate(fp32, val)["accuracy"]}
+    ort = {"weight_type": wtype, "per_channel": cfg.per_channel, "reduce_range": cfg.reduce_range,
+           "calibrate_method": cfg.calibrate_method, "percentile": cfg.percentile}
+    cands = build(names, model, fp32_bytes, calib, ort, validation=val, fp32_accuracy=acc["fp32"],
+                  tolerance=cfg.tolerance if cfg.accuracy_control else None)
     acc.update({k: evaluate(v, val)["accuracy"] for k, v in cands.items()})
     if not ctx.targets:
-        if cfg.method == "auto":
-            raise NnoptError("method 'auto' measures deployments on the recipe's targets; the "
-                             "recipe has none")
+        if cfg.method.startswith("executorch-"):
+            raise NnoptError("an ExecuTorch program is built at a target's batch size; the "
+                             "recipe has no targets")
         out = cands[cfg.method]
         ctx.record("quantization", _record(cfg, wtype, why, acc, {}, {}, out))
         ctx.record("export", equivalence(fp32, out, ctx.data.test.x[:2000]))
         return out
     options = _options(model, torch_model, fp32, cands, acc)
     chosen, choices, tables, rows, warns = {}, {}, {}, [], []
-    int8 = next((k for k in ("ort-static", "ort-dynamic") if k in options), None)
+    programs: dict[int, dict[str, Option]] = {}  # ExecuTorch programs by batch size
     for target in ctx.targets:
-        timing = time_options(options, ctx.data.test.x, target, ctx.progress_bar(
-            f"{ctx.stage}: time {len(options)} deployments on {target.name}"))
+        b = target.batch_size
+        if b not in programs and any(n.startswith("executorch-") for n in names) and \
+                target.allows("executorch") and target.device == "cpu":
+            progs = executorch_at(names, torch_model, b, ctx.example(1), calib)
+            programs[b] = {k: Option(v, "executorch", v.spec["precision"],
+                                     evaluate(v, val)["accuracy"]) for k, v in progs.items()}
+            acc.update({f"{k}@b{b}": o.accuracy for k, o in programs[b].items()})
+        here = runnable({**options, **programs.get(b, {})}, target)
+        if not here:
+            choices[target.name] = {"reason": "nothing this stage built runs on this target"}
+            continue
+        timing = time_options(here, ctx.data.test.x, target, ctx.progress_bar(
+            f"{ctx.stage}: time {len(here)} deployments on {target.name}"))
         if cfg.method == "auto":
-            name, reason, tables[target.name] = choose(options, timing, target, cfg.tolerance,
+            name, reason, tables[target.name] = choose(here, timing, target, cfg.tolerance,
                                                        acc["fp32"])
         else:
             name = cfg.method
-            tables[target.name] = option_table(options, timing, target, 1.0, acc["fp32"])
-            o = options[name]
+            tables[target.name] = option_table(here, timing, target, 1.0, acc["fp32"])
             reason = f"method '{name}' as the recipe asks"
-            if not target.allows(o.runtime):
-                name, reason = None, (f"'{cfg.method}' runs on {o.runtime}, which target "
-                                      f"'{target.name}' cannot run")
+            if name not in here or not target.allows(here[name].runtime):
+                name, reason = None, (f"'{cfg.method}' runs on {runtime_of_method(cfg.method)},"
+                                      f" which target '{target.name}' cannot run")
         if name is None:
             choices[target.name] = {"reason": reason}
             ctx.warn(f"no deployment for target '{target.name}': {reason}")
         else:
-            o = options[name]
+            o = here[name]
             chosen[target.name] = o.model
             choices[target.name] = {"deployment": name, "runtime": o.runtime,
                                     "precision": o.precision, "reason": reason,
@@ -179,10 +173,17 @@ def quantize(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext) -> nn.Modul
             if cfg.method == "auto" and o.precision != "int8":
                 ctx.warn(f"auto deployed {o.precision} ({name}) on '{target.name}', not int8: "
                          f"{reason}")
-        if cfg.compare and int8 and TORCH_FP32 in options:
-            row, warn = effects(timing, target, int8)
-            rows.append(row)
-            warns += [warn] if warn else []
+        if cfg.compare and TORCH_FP32 in here:
+            mine = [effects(timing, target, q, fp, here[q].runtime)[0]
+                    for fp, q in effect_pairs(here, timing)]
+            rows += mine
+            slow = [f"{r['runtime']} {r['precision_effect']:.2f}x" for r in mine
+                    if not r["int8_faster"]]
+            if slow:
+                warns.append(f"int8 is not faster than fp32 at '{target.name}' (batch "
+                             f"{target.batch_size}, {target.threads} thread(s)) on: "
+                             f"{', '.join(slow)} (paired int8 speed-up over the same "
+                             "runtime's fp32); any gain there is the runtime's, not int8's")
     if not chosen:
         raise NnoptError("no target can run any deployment of this quantize stage: "
                          + "; ".join(f"{t}: {c['reason']}" for t, c in choices.items()))
