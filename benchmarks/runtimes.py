@@ -49,33 +49,42 @@ def accuracy_on(res: dict, name: str, target: str) -> float:
     return (s["details"].get("deployed_accuracy") or {}).get(target, s["metrics"]["accuracy"])
 
 
+STEP_FROM = {"ONNX Runtime int8": "ONNX Runtime fp32", "OpenVINO int8": "OpenVINO fp32",
+             "ExecuTorch int8": "ExecuTorch fp32"}  # every other rung: from PyTorch fp32
+
+
 def ladder(cands: list[dict]) -> list[dict]:
     """One rung per runtime x precision (the fastest option of the rung), with its paired
-    speed-up over PyTorch fp32 and the step's effect over the rung before."""
-    rows, prev = [], None
+    speed-up over PyTorch fp32 and its step's effect: a runtime's fp32 against PyTorch fp32 (the
+    runtime effect), its int8 against its own fp32 (the precision effect), derived from the
+    paired speed-ups over PyTorch fp32."""
+    rows: list[dict] = []
     by = {c["deployment"]: c for c in cands}
     for label, names in LADDER:
         have = [by[n] for n in names if n in by]
         if not have:
             continue
         c = min(have, key=lambda r: r["latency_ms"])
-        step = c["speedup"] / prev["speedup"] if prev else 1.0
+        ref = next((r for r in rows if r["rung"] == STEP_FROM.get(label, "PyTorch fp32")), None)
         rows.append({"rung": label, "deployment": c["deployment"], "ms": c["latency_ms"],
                      "p10_ms": c["p10_ms"], "p90_ms": c["p90_ms"], "speedup": c["speedup"],
                      "speedup_p10": c["speedup_p10"], "speedup_p90": c["speedup_p90"],
-                     "step": step, "val_acc": c["validation_accuracy"], "noisy": c["noisy"]})
-        prev = c
+                     "step": c["speedup"] / ref["speedup"] if ref else 1.0,
+                     "step_from": ref["rung"] if ref else "-",
+                     "val_acc": c["validation_accuracy"], "noisy": c["noisy"],
+                     "runs_here": c.get("runs_here", True)})
     return rows
 
 
 def table(rows: list[dict]) -> str:
     out = ["| rung | deployment | median ms (p10-p90) | vs PyTorch fp32 (paired p10-p90) | "
-           "step effect | val acc |", "|---|---|---:|---:|---:|---:|"]
+           "step effect | val acc | target can ship it |", "|---|---|---:|---:|---|---:|---|"]
     for r in rows:
+        step = "-" if r["step_from"] == "-" else f"{r['step']:.2f}x over {r['step_from']}"
         out.append(f"| {r['rung']} | {r['deployment']} | {r['ms']:.4f} ({r['p10_ms']:.4f}-"
                    f"{r['p90_ms']:.4f}) | {r['speedup']:.2f}x ({r['speedup_p10']:.2f}-"
-                   f"{r['speedup_p90']:.2f}){' noisy' if r['noisy'] else ''} | "
-                   f"{r['step']:.2f}x | {100 * r['val_acc']:.2f}% |")
+                   f"{r['speedup_p90']:.2f}){' noisy' if r['noisy'] else ''} | {step} | "
+                   f"{100 * r['val_acc']:.2f}% | {'yes' if r['runs_here'] else 'no'} |")
     return "\n".join(out)
 
 

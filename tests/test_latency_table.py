@@ -51,5 +51,5 @@ def test_prediction_is_the_sum_of_cached_operator_times(tmp_path):
 
 
 def test_onnxruntime_targets_are_refused():
-    with pytest.raises(NnoptError, match="ONNX Runtime fuses"):
+    with pytest.raises(NnoptError, match="other runtimes fuse them"):
         LatencyTable(Target(name="e", runtime="onnxruntime"))

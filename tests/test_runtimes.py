@@ -241,3 +241,43 @@ def test_openvino_and_nncf_write_nothing_in_home(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "NNCF_CI")}
     subprocess.run([sys.executable, "-c", code], env={**env, "HOME": str(tmp_path)}, check=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_hostile_runtime_specs_are_one_clear_error(trained, tmp_path):
+    """A model folder is data: a spec value that would reach OpenVINO's compiler or size
+    ExecuTorch's chunks is checked at load, with the folder named."""
+    model, data = trained
+    ov = from_onnx_bytes(onnx_bytes(model, data.test.x[:1]), {})
+    save_model(ov, tmp_path / "ov")
+    prog = et.build(model, 2, data.test.x, {})
+    save_model(prog, tmp_path / "et")
+    for folder, key, value in (("ov", "inference_precision", "u1; rm -rf /"),
+                               ("ov", "params", "many"), ("et", "batch_size", 0),
+                               ("et", "batch_size", "2")):
+        spec_file = tmp_path / folder / "spec.json"
+        spec = json.loads(spec_file.read_text())
+        bad = {**spec, key: value}
+        spec_file.write_text(json.dumps(bad))
+        with pytest.raises(ModelFileError, match="invalid spec"):
+            load_model(tmp_path / folder)
+        spec_file.write_text(json.dumps(spec))
+        assert load_model(tmp_path / folder) is not None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only machine's answer")
+def test_a_cuda_target_is_skipped_with_one_line_on_a_cpu_machine(tmp_path):
+    from nnopt.cli import main
+
+    targets = [{"name": "cpu", "runtime": "torch", "batch_size": 2, "threads": 1, "warmup": 1,
+                "repeats": 5, "min_seconds": 0.0},
+               {"name": "gpu", "runtime": "torch", "device": "cuda", "batch_size": 2}]
+    raw = tiny_raw(targets=targets, evaluate=["accuracy", "latency"],
+                   stages=[{"train": {"epochs": 1}},
+                           {"quantize": {"method": "ort-static", "calibration_size": 8}}])
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["run", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    res = json.loads((tmp_path / "o/results.json").read_text())
+    for s in res["stages"]:
+        assert "no CUDA device" in s["details"]["latency"]["gpu"]["skipped"]
+        assert "latency_ms/cpu" in s["metrics"] and "latency_ms/gpu" not in s["metrics"]
+    assert "no CUDA device" in res["stages"][1]["details"]["deployed"]["gpu"]["reason"]

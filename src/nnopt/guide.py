@@ -19,10 +19,13 @@ GUIDE: dict[str, dict[str, str]] = {
                  "DepGraph (channels); Mishra et al. 2021 (2:4)"},
     "quantize": {
         "pays_off": "int8 where the CPU has integer dot-product instructions (VNNI, AMX) and "
-                    "the layers are large; the runtime change alone (PyTorch -> ONNX Runtime) "
-                    "often pays more on small models: the report keeps the two apart",
+                    "the layers are large; the runtime change alone (PyTorch -> ONNX Runtime, "
+                    "OpenVINO or ExecuTorch) often pays more on small models, and which runtime "
+                    "wins depends on the model and the target: auto times them all, and the "
+                    "report keeps the runtime effect apart from the precision effect",
         "costs": "up to ~1 pt accuracy (checked against the tolerance on validation); no "
-                 "speed on CPUs without VNNI, where auto keeps fp32",
+                 "speed on CPUs without VNNI, where auto keeps fp32; a few seconds per "
+                 "ExecuTorch program (one per target batch) and per NNCF quantization",
         "paper": "Jacob et al. 2018, Quantization and Training of Neural Networks for "
                  "Efficient Integer-Arithmetic-Only Inference"},
     "qat": {

@@ -65,9 +65,10 @@ class LatencyTable:
     """Per-operator latencies on one target of this machine, cached in a JSON file."""
 
     def __init__(self, target: Target, folder: Path | None = None) -> None:
-        if target.runtime != "torch" or target.sparse:
+        if target.runtime != "torch" or target.sparse or target.device != "cpu":
             raise NnoptError(f"target '{target.name}': the latency table times PyTorch "
-                             "operators; ONNX Runtime fuses them, so predict only torch targets")
+                             "operators on the CPU; other runtimes fuse them, so predict only "
+                             "torch CPU targets")
         self.target = target
         ident = json.dumps([cpu_model(), torch.__version__, target.batch_size, target.threads])
         digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
@@ -127,7 +128,7 @@ def predicted_latency(m: Measurement) -> dict[str, float]:
         return {}
     out = {}
     for target in m.targets:
-        if target.runtime == "torch" and not target.sparse:
+        if target.runtime == "torch" and not target.sparse and target.device == "cpu":
             table = LatencyTable(target)
             out[f"predicted_latency_ms/{target.name}"] = table.predict_ms(
                 m.model, tuple(m.data.input_shape))

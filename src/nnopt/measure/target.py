@@ -47,6 +47,8 @@ class Target(Strict):
         if self.device == "cuda" and not set(self.runtimes or [self.runtime]) <= set(GPU_RUNTIMES):
             raise ValueError("a cuda target runs torch or onnxruntime (OpenVINO and ExecuTorch "
                              "targets are CPU targets here)")
+        if self.compile and self.runtime != "torch":
+            raise ValueError("compile (torch.compile) applies to runtime 'torch'")
         if self.tensorrt and (self.device != "cuda" or self.runtime != "onnxruntime"):
             raise ValueError("tensorrt needs device: cuda and runtime: onnxruntime")
         if self.runtimes is not None and self.runtime not in self.runtimes:

@@ -112,24 +112,39 @@ def _quantization_lines(stages: list[StageRecord]) -> list[str]:
                 claim = ("noisy, not claimed" if row["noisy"] else
                          f"{row['speedup']:.2f}x over PyTorch fp32 eager (paired p10-p90 "
                          f"{row['speedup_p10']:.2f}-{row['speedup_p90']:.2f}x)")
+                cands = q["candidates"][t]
+                can = sum(1 for r in cands if r.get("runs_here", True))
+                among = f"{can} of {len(cands)}" if can < len(cands) else str(len(cands))
                 out.append(f"{s.name}: {t} gets {name} ({row['runtime']} {row['precision']}), "
-                           f"chosen among {len(q['candidates'][t])} options timed there: "
+                           f"chosen among the {among} options timed there that it can run: "
                            f"{claim}.")
+        by_target: dict[str, list[dict[str, Any]]] = {}
         for r in s.details.get("deployment") or []:
-            rt = RUNTIME_NAMES.get(r.get("runtime", "onnxruntime"), r.get("runtime"))
-            if r.get("noisy"):
-                out.append(f"{s.name}: on {r['target']} the runtime and precision effects of "
-                           f"{rt} were timed on a noisy machine and are not claimed.")
-            elif r["int8_faster"]:
-                out.append(f"{s.name}: on {r['target']}, {rt} fp32 ran "
-                           f"{r['runtime_effect']:.2f}x faster than PyTorch fp32 and int8 a "
-                           f"further {r['precision_effect']:.2f}x ({r['total']:.2f}x in all).")
-            else:
-                out.append(f"{s.name}: on {r['target']}, int8 was not faster than fp32 on "
-                           f"{rt} ({r['precision_effect']:.2f}x): the "
-                           f"{r['runtime_effect']:.2f}x over PyTorch is the runtime's, not "
-                           "int8's.")
+            by_target.setdefault(r["target"], []).append(r)
+        for t, rows in by_target.items():
+            out.append(_effects_line(s.name, t, rows))
     return out
+
+
+def _effects_line(stage: str, target: str, rows: list[dict[str, Any]]) -> str:
+    """One conclusion per stage and target: each runtime's fp32 against PyTorch fp32 (the
+    runtime effect), then each runtime's int8 against its own fp32 (the precision effect)."""
+    if any(r.get("noisy") for r in rows):
+        return (f"{stage}: on {target} the runtime and precision effects were timed on a noisy "
+                "machine and are not claimed.")
+    rows = [{**r, "runtime": r.get("runtime", "onnxruntime")} for r in rows]  # older runs
+    name = {r["runtime"]: RUNTIME_NAMES.get(r["runtime"], r["runtime"]) for r in rows}
+    rt = [f"{name[r['runtime']]} {r['runtime_effect']:.2f}x" for r in rows
+          if r["runtime"] != "torch"]
+    pr = [f"{name[r['runtime']]} {r['precision_effect']:.2f}x" for r in rows]
+    faster = [name[r["runtime"]] for r in rows if r["int8_faster"]]
+    text = f"{stage}: on {target}, "
+    if rt:
+        text += f"fp32 against PyTorch fp32 eager (the runtime effect): {', '.join(rt)}; "
+    text += f"int8 against the same runtime's fp32 (the precision effect): {', '.join(pr)}. "
+    if faster:
+        return text + f"int8 pays on {', '.join(faster)}."
+    return text + "int8 is not faster on any runtime here: every gain is the runtime's, not int8's."
 
 
 def predictions(stages: list[StageRecord], targets: list[str]) -> list[dict[str, Any]]:

@@ -89,10 +89,11 @@ class ExecuTorchModel(Artifact):
 def load_executorch(folder: Path, spec: dict[str, Any], trust: tuple[str, ...] = ()
                     ) -> ExecuTorchModel:
     """An ExecuTorch program (a flatbuffer the runtime verifies; ``trust`` is unused)."""
-    pte = read_checked(folder, PTE, spec)
-    if not isinstance(spec.get("batch_size"), int) or not 1 <= spec["batch_size"] <= 65_536:
+    b, n = spec.get("batch_size"), spec.get("params", 0)
+    if type(b) is not int or not 1 <= b <= 65_536 or type(n) is not int:
         raise ModelFileError(f"{folder}: invalid spec: an ExecuTorch program needs its "
-                             "'batch_size' (a positive integer)")
+                             "'batch_size' (a positive integer) and 'params' an integer")
+    pte = read_checked(folder, PTE, spec)
     try:
         load(pte)
     except NnoptError:

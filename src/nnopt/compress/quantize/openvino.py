@@ -97,6 +97,10 @@ class OpenVinoModel(Artifact):
 def load_openvino(folder: Path, spec: dict[str, Any], trust: tuple[str, ...] = ()
                   ) -> OpenVinoModel:
     """An OpenVINO IR artifact (XML and weights are data; ``trust`` is unused)."""
+    if spec.get("inference_precision", "f32") not in ("f32", "bf16") or \
+            not isinstance(spec.get("params", 0), int) or isinstance(spec.get("params"), bool):
+        raise ModelFileError(f"{folder}: invalid spec: 'inference_precision' must be f32 or "
+                             "bf16 and 'params' an integer")
     weights = read_checked(folder, BIN, spec)
     xml = read_checked(folder, XML, {"weights_sha256": spec.get("xml_sha256")})
     try:

@@ -147,7 +147,9 @@ def quantize(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext) -> nn.Modul
             acc.update({f"{k}@b{b}": o.accuracy for k, o in programs[b].items()})
         here = runnable({**options, **programs.get(b, {})}, target)
         if not here:
-            choices[target.name] = {"reason": "nothing this stage built runs on this target"}
+            why = unavailable(target.runtime, target.device) or "nothing this stage built runs here"
+            choices[target.name] = {"reason": why}
+            ctx.warn(f"no deployment for target '{target.name}': {why}")
             continue
         timing = time_options(here, ctx.data.test.x, target, ctx.progress_bar(
             f"{ctx.stage}: time {len(here)} deployments on {target.name}"))
