@@ -171,15 +171,20 @@ def _paired(ms: dict[str, float], rounds: int = 7) -> Paired:
                   load={"busy": False, "other_cpu": 0.0})
 
 
-def test_effects_warn_exactly_where_int8_is_not_faster():
+def test_effects_split_runtime_from_precision():
     a = _paired({"torch-fp32": 10.0, "onnxruntime-fp32": 4.0, "ort-static": 2.0})
     b = _paired({"torch-fp32": 1.0, "onnxruntime-fp32": 0.5, "ort-static": 0.49})
-    row, warn = deploy.effects(a, Target(name="a"), "ort-static")
-    assert row["runtime_effect"] == 2.5 and row["precision_effect"] == 2.0 and not warn
-    assert row["int8_faster"] and not row["noisy"]
-    row, warn = deploy.effects(b, Target(name="b"), "ort-static")
-    assert not row["int8_faster"]
-    assert "'b'" in warn and "runtime's, not int8's" in warn
+    row = deploy.effects(a, Target(name="a"), "ort-static")
+    assert row["runtime_effect"] == 2.5 and row["precision_effect"] == 2.0
+    assert row["total"] == 5.0 and row["int8_faster"] and not row["noisy"]
+    row = deploy.effects(b, Target(name="b"), "ort-static")
+    assert not row["int8_faster"] and row["runtime"] == "onnxruntime"
+    c = _paired({"torch-fp32": 8.0, "openvino-fp32": 4.0, "openvino-int8": 3.0,
+                 "openvino-qdq": 3.5})
+    opts = dict.fromkeys(["torch-fp32", "openvino-fp32", "openvino-int8", "openvino-qdq"])
+    assert deploy.effect_pairs(opts, c) == [("openvino-fp32", "openvino-int8")]
+    row = deploy.effects(c, Target(name="c"), "openvino-int8", "openvino-fp32", "openvino")
+    assert row["runtime_effect"] == 2.0 and row["int8_faster"]
 
 
 def test_choose_keeps_fp32_unless_a_lower_precision_clearly_pays():

@@ -281,3 +281,13 @@ def test_a_cuda_target_is_skipped_with_one_line_on_a_cpu_machine(tmp_path):
         assert "no CUDA device" in s["details"]["latency"]["gpu"]["skipped"]
         assert "latency_ms/cpu" in s["metrics"] and "latency_ms/gpu" not in s["metrics"]
     assert "no CUDA device" in res["stages"][1]["details"]["deployed"]["gpu"]["reason"]
+
+
+def test_every_method_is_a_config_choice():
+    import typing
+
+    from nnopt.compress.quantize.candidates import METHODS
+    from nnopt.compress.quantize.step import QuantizeConfig
+
+    choices = typing.get_args(QuantizeConfig.model_fields["method"].annotation)
+    assert set(choices) == {"auto", *METHODS}

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from nnopt.core.extras import require
+from nnopt.measure.base import example_batch
 
 
 @contextlib.contextmanager
@@ -79,8 +80,9 @@ def lower(model: nn.Module, example: torch.Tensor,
             quantizer = XNNPACKQuantizer().set_global(
                 get_symmetric_quantization_config(is_per_channel=True))
             prepared = prepare_pt2e(graph.module(), quantizer)
-            b = len(example)
-            for i in range(0, len(calibration) - b + 1, b):
+            b = len(example)  # whole batches only; too few images are repeated to one batch
+            calibration = example_batch(calibration, max(b, len(calibration) // b * b))
+            for i in range(0, len(calibration), b):
                 prepared(calibration[i:i + b])
             graph = torch.export.export(convert_pt2e(prepared), (example,))
         program = to_edge_transform_and_lower(graph, partitioner=[XnnpackPartitioner()])

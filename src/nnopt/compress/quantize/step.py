@@ -176,7 +176,7 @@ def quantize(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext) -> nn.Modul
                 ctx.warn(f"auto deployed {o.precision} ({name}) on '{target.name}', not int8: "
                          f"{reason}")
         if cfg.compare and TORCH_FP32 in here:
-            mine = [effects(timing, target, q, fp, here[q].runtime)[0]
+            mine = [effects(timing, target, q, fp, here[q].runtime)
                     for fp, q in effect_pairs(here, timing)]
             rows += mine
             slow = [f"{r['runtime']} {r['precision_effect']:.2f}x" for r in mine
