@@ -291,3 +291,13 @@ def test_every_method_is_a_config_choice():
 
     choices = typing.get_args(QuantizeConfig.model_fields["method"].annotation)
     assert set(choices) == {"auto", *METHODS}
+
+
+def test_a_cast_deployment_says_its_half_precision(trained):
+    from nnopt.compress.quantize.cast import torch_cast
+    from nnopt.compress.quantize.step import precision_of
+
+    model, _ = trained
+    assert precision_of(torch_cast(model, "bf16")) == "bf16"
+    assert precision_of(torch_cast(model, "fp16")) == "fp16"
+    assert precision_of(from_onnx_bytes(onnx_bytes(model, torch.zeros(1, 1, 8, 8)), {})) == "fp32"

@@ -78,8 +78,15 @@ def _options(model: nn.Module, torch_model: nn.Module | None, fp32: OnnxModel,
         source = torch_model if isinstance(model, OnnxModel) else model
         out = {TORCH_FP32: Option(source, "torch", "fp32", acc["fp32"]), **out}
     for k, v in cands.items():
-        out[k] = Option(v, runtime_of(v), v.spec.get("precision") or "int8", acc[k])
+        out[k] = Option(v, runtime_of(v), precision_of(v), acc[k])
     return out
+
+
+def precision_of(model: nn.Module) -> str:
+    """A deployment's precision: its spec's, else a PyTorch cast's dtype (bf16, fp16)."""
+    spec = getattr(model, "spec", {}) or {}
+    casts = [t["dtype"] for t in spec.get("transforms", []) if t.get("kind") == "cast"]
+    return spec.get("precision") or (casts[-1] if casts else "int8")
 
 
 @STEPS.register("quantize", config=QuantizeConfig,
