@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import subprocess
 import sys
 import types
 import typing
@@ -28,6 +30,7 @@ from nnopt.report.summary import deployed_text
 from nnopt.runner import run_recipe
 from nnopt.search.executors import get_executor
 from nnopt.sweep import run_sweep
+from nnopt.train.distributed import finish, init_from_env, rank
 
 EXIT_INPUT = 2
 
@@ -64,6 +67,15 @@ def _run_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("recipe")
     sp.add_argument("--out", help="output folder (default: runs/<recipe name>)")
     sp.add_argument("--quiet", action="store_true", help="no progress bars")
+    sp.add_argument("--nproc", type=int, default=1, metavar="N",
+                    help="train data-parallel on N processes of this machine (torch.distributed "
+                    "through torchrun: gloo on CPU, NCCL on GPUs); batch sizes stay global, and "
+                    "process 0 alone measures and writes")
+    sp.add_argument("--nnodes", metavar="N", help="several machines: how many (torchrun's "
+                    "--nnodes); with --rdzv-endpoint and --node-rank, the same command on each")
+    sp.add_argument("--node-rank", metavar="K", help="several machines: this machine's rank")
+    sp.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                    help="several machines: the rendezvous point (the first machine's address)")
     with_set(sp)
 
 
@@ -72,7 +84,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run a recipe stage by stage; write results.json, the report and the models."""
     resolved = load_recipe(args.recipe, args.set, trust=args.trust)
     out = Path(args.out or Path("runs") / resolved.recipe.name)
-    report = run_recipe(resolved, out, progress=not args.quiet)
+    if not 1 <= args.nproc <= 1024:
+        raise NnoptError(f"--nproc {args.nproc}: give a number of processes from 1 to 1024")
+    if (args.nproc > 1 or args.rdzv_endpoint) and "LOCAL_RANK" not in os.environ:
+        StagedFolder(out, "run").check()  # bad input is one line here, before any process starts
+        return launch(args, out)
+    joined, ok = init_from_env(), False
+    me = rank()
+    try:
+        report = run_recipe(resolved, out, progress=not args.quiet and me == 0)
+        ok = True
+    finally:
+        if joined:
+            finish(ok)
+    if me != 0:
+        return 0  # process 0 prints and writes
     print(results_table([s.name for s in report.stages], [s.metrics for s in report.stages]))
     for s in report.stages:
         for w in s.details.get("warnings", []):
@@ -80,6 +106,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_answer(report.summary)
     print(f"\nreport: {out / 'report.html'}  (also report.md, results.json, figures/, models/)")
     return 0
+
+
+def launch(args: argparse.Namespace, out: Path) -> int:
+    """The same run on ``--nproc`` processes through torchrun (torch.distributed.run): one
+    machine standalone, or several through a rendezvous; its exit code."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(args.nproc)]
+    if args.rdzv_endpoint:
+        cmd += ["--nnodes", str(args.nnodes or 1), "--rdzv-backend", "c10d",
+                "--rdzv-endpoint", args.rdzv_endpoint]
+        cmd += ["--node-rank", str(args.node_rank)] if args.node_rank is not None else []
+    else:
+        cmd += ["--standalone"]
+    cmd += ["-m", "nnopt", "run", args.recipe, "--out", str(out)]
+    cmd += [f"--set={v}" for v in args.set] + [f"--trust={v}" for v in args.trust]
+    cmd += ["--quiet"] if args.quiet else []
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        code = proc.wait()
+    except BaseException:  # Ctrl-C, SIGTERM: torchrun stops its processes, which clean up
+        proc.terminate()
+        proc.wait()
+        raise
+    if code:
+        print(f"nnopt: error: the distributed run failed (exit {code}; the failing process's "
+              "message is above); no partial output was kept", file=sys.stderr)
+    return code
 
 
 def _print_answer(summary: dict) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from nnopt.models.deployed import Deployed
 from nnopt.recipe import INPUT, ResolvedRecipe
 from nnopt.report import Report, StageRecord, write_report
 from nnopt.report.summary import run_metadata
+from nnopt.train.distributed import local_only, rank
 
 log = logging.getLogger("nnopt")
 LATENCY = "latency"  # timed for all stages together, after them (the timing pass)
@@ -66,7 +70,8 @@ def run_recipe(resolved: ResolvedRecipe, out_dir: str | Path, *, progress: bool 
     target, write the run folder atomically and return the Report. The output folder is
     checked before any work starts."""
     recipe = resolved.recipe
-    with StagedFolder(out_dir, "run") as staging:
+    main = rank() == 0  # under torchrun, process 0 alone measures and writes the run folder
+    with StagedFolder(out_dir, "run") if main else scratch() as staging:
         data, model = prepare(resolved)
         initial = model
         ctx = RunContext(recipe=resolved, data=data, out_dir=staging, seed=recipe.seed,
@@ -77,7 +82,9 @@ def run_recipe(resolved: ResolvedRecipe, out_dir: str | Path, *, progress: bool 
         parents: dict[str, str] = {}
         floats: dict[str, str] = {INPUT: INPUT}  # stage -> the stage of its float model
         if not stages:
-            records.append(_measure_stage(ctx, "input", "input", model, 0.0, staging))
+            if main:
+                with local_only():
+                    records.append(_measure_stage(ctx, "input", "input", model, 0.0, staging))
             models["input"] = model
         previous = INPUT
         for spec in stages:
@@ -96,21 +103,33 @@ def run_recipe(resolved: ResolvedRecipe, out_dir: str | Path, *, progress: bool 
             floats[spec.name] = floats[source_name] if is_artifact(out) else spec.name
             float_name = floats[spec.name]
             float_model = initial if float_name == INPUT else ctx.models.get(float_name, out)
-            records.append(_measure_stage(
-                ctx, spec.name, spec.step, out, seconds, staging, parent=float_model,
-                parent_name="the recipe's input model" if float_name == INPUT else
-                f"the float model of stage '{float_name}'"))
+            if main:
+                with local_only():
+                    records.append(_measure_stage(
+                        ctx, spec.name, spec.step, out, seconds, staging, parent=float_model,
+                        parent_name="the recipe's input model" if float_name == INPUT else
+                        f"the float model of stage '{float_name}'"))
             ctx.models[spec.name] = models[spec.name] = out
             if source_name != INPUT:
                 parents[spec.name] = source_name
             model = out
-        if LATENCY in recipe.evaluate and ctx.targets:
-            _time_side_by_side(ctx, records, models, parents, staging)
         report = Report(nnopt_version=__version__, recipe=resolved.to_dict(),
                         environment=environment(), data=data.summary(), stages=records,
                         run=run_metadata(resolved))
-        write_report(report, staging)
+        if main:
+            with local_only():
+                if LATENCY in recipe.evaluate and ctx.targets:
+                    _time_side_by_side(ctx, records, models, parents, staging)
+                write_report(report, staging)
     return report
+
+
+@contextlib.contextmanager
+def scratch() -> Iterator[Path]:
+    """A process other than 0's working folder: temporary, removed at the end (it writes
+    nothing where the run goes)."""
+    with tempfile.TemporaryDirectory(prefix="nnopt-rank-") as tmp:
+        yield Path(tmp)
 
 
 def _time_side_by_side(ctx: RunContext, records: list[StageRecord],

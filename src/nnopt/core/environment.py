@@ -88,8 +88,12 @@ def environment() -> dict[str, Any]:
             runtimes[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             runtimes[dist] = None
+    group = torch.distributed.is_available() and torch.distributed.is_initialized()
     return {"nnopt": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "onnxruntime": ort_version, **runtimes, "numpy": numpy.__version__, "platform": platform.platform(),
             "cpu": cpu_model(), "cpu_flags": " ".join(cpu_flags()), "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
-            "gpu": gpu, "executable": sys.executable}
+            "gpu": gpu,
+            "world_size": torch.distributed.get_world_size() if group else 1,
+            "backend": torch.distributed.get_backend() if group else None,
+            "executable": sys.executable}

@@ -19,6 +19,9 @@ class TrainingTask:
     tasks that keep per-example state (cached teacher outputs, per-sample losses).
     """
 
+    data_parallel = True  # whether shards of a batch on several processes, with gradients
+    # averaged, equal the whole batch in one (False: the task runs replicated on every process)
+
     def setup(self, model: nn.Module) -> list[nn.Module]:
         return []
 

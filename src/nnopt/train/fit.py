@@ -19,6 +19,7 @@ from nnopt.core.registry import TASKS
 from nnopt.core.task import TrainingTask
 from nnopt.data.base import Split
 from nnopt.train.callbacks import BestCheckpoint, Callback, EarlyStopping, FitState
+from nnopt.train.distributed import average_gradients, broadcast_state, shard, sum_all, world
 from nnopt.train.task import ClassifyConfig, TaskSetting
 
 
@@ -234,8 +235,14 @@ def _fit(model: nn.Module, train: Split, config: TrainConfig, val: Split | None,
         raise TrainingError(f"stage '{stage}': the model has no trainable parameters")
     opt = make_optimizer(params, config, lr_scale)
     device = params[0].device.type
-    gen = torch.Generator().manual_seed(seed)
-    n_batches = sum(1 for _ in batches(len(train), config.batch_size, None))
+    gen = torch.Generator().manual_seed(seed)  # the same batch order on every process
+    rank, size = world()
+    parallel = size > 1 and getattr(task, "data_parallel", True)
+    smallest = 2 * size if parallel else 1  # a process needs 2 examples (batch norm)
+    if parallel:
+        broadcast_state([model, *extra])
+        torch.manual_seed(seed + 7919 * rank)  # each process its own dropout and augmentation
+    n_batches = sum(1 for i in batches(len(train), config.batch_size, None) if len(i) >= smallest)
     sched = make_schedule(opt, config, n_batches)
     cbs: list[Callback] = list(callbacks)
     if config.select_best and val is not None and len(val):
@@ -257,22 +264,26 @@ def _fit(model: nn.Module, train: Split, config: TrainConfig, val: Split | None,
         loss_sum = torch.zeros(())
         correct = torch.zeros((), dtype=torch.long)
         seen = scored = 0
-        for b, idx in enumerate(batches(len(train), config.batch_size, gen)):
-            x, y = x_all[idx], y_all[idx]
+        for b, idx in enumerate(i for i in batches(len(train), config.batch_size, gen)
+                                if len(i) >= smallest):
+            mine = shard(idx, rank, size) if parallel else idx
+            x, y = x_all[mine], y_all[mine]
             with torch.autocast(device, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-                out = task(model, x, y, index=idx)
+                out = task(model, x, y, index=mine)
             loss = out["loss"].float()
-            if not torch.isfinite(loss):
+            opt.zero_grad(set_to_none=True)
+            if torch.isfinite(loss) or parallel:  # every process must join the all-reduce
+                loss.backward()
+            value = average_gradients(params, len(mine), len(idx), loss) if parallel \
+                else loss.item()
+            if not math.isfinite(value):
                 raise TrainingError(
-                    f"stage '{stage}': loss became {loss.item()} at epoch {epoch + 1}, batch "
+                    f"stage '{stage}': loss became {value} at epoch {epoch + 1}, batch "
                     f"{b + 1}; lower the learning rate (lr={config.lr:g}) or check the data")
-            value = loss.item()
             if start_loss is None:
                 start_loss = value
             elif value > diverged_above(start_loss, 1000.0):
                 raise diverged(stage, epoch, start_loss, value, config, f", batch {b + 1}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
             if config.grad_clip:
                 nn.utils.clip_grad_norm_(params, config.grad_clip)
             opt.step()
@@ -287,13 +298,18 @@ def _fit(model: nn.Module, train: Split, config: TrainConfig, val: Split | None,
             state.batch_loss = value
             for cb in cbs:
                 cb.on_batch_end(state)
-        mean_loss = loss_sum.item() / max(seen, 1)
+        total, seen, right, scored = (sum_all(loss_sum.item(), seen, correct.item(), scored)
+                                      if parallel else
+                                      (loss_sum.item(), seen, correct.item(), scored))
+        if parallel:  # process 0's batch-norm statistics everywhere, before validation
+            broadcast_state([model, *extra], buffers_only=True)
+        mean_loss = total / max(seen, 1)
         if start_loss is not None and mean_loss > diverged_above(start_loss, 10.0):
             raise diverged(stage, epoch, start_loss, mean_loss, config, " (epoch mean)")
         record = {"epoch": epoch + 1, "train_loss": mean_loss,
                   "lr": opt.param_groups[0]["lr"], "train_seconds": time.perf_counter() - start}
         if scored:
-            record["train_accuracy"] = correct.item() / scored
+            record["train_accuracy"] = right / scored
         if val is not None and len(val):
             v = evaluate(model, val, config.eval_batch_size)
             record.update(val_loss=v["loss"], val_accuracy=v["accuracy"])
@@ -304,5 +320,12 @@ def _fit(model: nn.Module, train: Split, config: TrainConfig, val: Split | None,
             break
     for cb in cbs:
         cb.on_fit_end(state)
+    if size > 1:
+        state.notes["distributed"] = (
+            f"data-parallel over {size} processes (global batch {config.batch_size})" if parallel
+            else f"replicated on {size} processes: {type(task).__name__} is not data-parallel "
+                 f"({getattr(task, 'data_parallel_why', 'per-batch state')})")
+    if parallel:
+        torch.manual_seed(seed + 1)  # the same random state on every process again
     model.eval()
     return state

@@ -62,6 +62,9 @@ def reinitialised(model: nn.Module, seed: int) -> nn.Module:
 
 
 class CoteachingTask(TrainingTask):
+    data_parallel = False  # under several processes it runs replicated on each
+    data_parallel_why = "it picks the small-loss examples within each whole batch"
+
     def __init__(self, cfg: CoteachingConfig, epochs: int, examples_per_epoch: int,
                  seed: int = 0) -> None:
         self.cfg, self.schedule = cfg, forget_schedule(cfg, epochs)

@@ -43,6 +43,9 @@ def elr_penalty(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class ElrTask(TrainingTask):
     """Cross-entropy plus ELR; keeps one target row per training example (index required)."""
 
+    data_parallel = False  # under several processes it runs replicated on each
+    data_parallel_why = "it keeps a per-example target memory"
+
     def __init__(self, cfg: ElrConfig, examples: int) -> None:
         self.cfg, self.examples = cfg, examples
         self.target: torch.Tensor | None = None

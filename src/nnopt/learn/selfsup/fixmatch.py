@@ -62,6 +62,9 @@ def fixmatch_loss(logits_l: torch.Tensor, y: torch.Tensor, logits_weak: torch.Te
 class FixmatchTask(TrainingTask):
     """Labelled cross-entropy plus FixMatch's unlabelled consistency term (see module doc)."""
 
+    data_parallel = False  # under several processes it runs replicated on each
+    data_parallel_why = "it draws its unlabelled batch itself"
+
     def __init__(self, cfg: FixmatchConfig, unlabelled: torch.Tensor, seed: int) -> None:
         self.cfg, self.pool = cfg, unlabelled
         self.gen = torch.Generator().manual_seed(seed)

@@ -58,6 +58,9 @@ def mlp_head(dim_in: int, hidden: int | None, dim_out: int, bn_last: bool = Fals
 class SimclrTask(TrainingTask):
     """Contrastive pre-training; the projection head trains alongside and is dropped after."""
 
+    data_parallel = False  # under several processes it runs replicated on each
+    data_parallel_why = "its contrastive loss takes negatives from the whole batch"
+
     def __init__(self, augment_cfg: AugmentConfig, temperature: float, proj_dim: int,
                  seed: int, local_views: int = 0, local_augment: AugmentConfig | None = None,
                  proj_hidden: int | None = None, proj_layers: int = 2) -> None:
