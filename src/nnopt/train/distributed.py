@@ -88,6 +88,16 @@ def shard(idx: torch.Tensor, rank: int, size: int) -> torch.Tensor:
     return idx.tensor_split(size)[rank]
 
 
+def same_model_everywhere(modules: Sequence[nn.Module]) -> bool:
+    """Whether every process holds a model of the same shapes (a step that decides by measuring
+    latency, such as a budgeted pruning or hardware-aware search, may decide differently in
+    each process)."""
+    shapes = [tuple(t.shape) for m in modules for t in [*m.parameters(), *m.buffers()]]
+    gathered: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, shapes)
+    return all(g == shapes for g in gathered)
+
+
 def broadcast_state(modules: Sequence[nn.Module], buffers_only: bool = False) -> None:
     """Process 0's parameters (unless ``buffers_only``) and buffers, on every process."""
     for m in modules:

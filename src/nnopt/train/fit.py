@@ -19,7 +19,14 @@ from nnopt.core.registry import TASKS
 from nnopt.core.task import TrainingTask
 from nnopt.data.base import Split
 from nnopt.train.callbacks import BestCheckpoint, Callback, EarlyStopping, FitState
-from nnopt.train.distributed import average_gradients, broadcast_state, shard, sum_all, world
+from nnopt.train.distributed import (
+    average_gradients,
+    broadcast_state,
+    same_model_everywhere,
+    shard,
+    sum_all,
+    world,
+)
 from nnopt.train.task import ClassifyConfig, TaskSetting
 
 
@@ -240,6 +247,11 @@ def _fit(model: nn.Module, train: Split, config: TrainConfig, val: Split | None,
     parallel = size > 1 and getattr(task, "data_parallel", True)
     smallest = 2 * size if parallel else 1  # a process needs 2 examples (batch norm)
     if parallel:
+        if not same_model_everywhere([model, *extra]):
+            raise TrainingError(
+                f"stage '{stage}': the processes hold models of different shapes: an earlier "
+                "step decided by measuring (a latency budget, a hardware-aware search) and "
+                "decided differently in each process; run this recipe in one process")
         broadcast_state([model, *extra])
         torch.manual_seed(seed + 7919 * rank)  # each process its own dropout and augmentation
     n_batches = sum(1 for i in batches(len(train), config.batch_size, None) if len(i) >= smallest)
