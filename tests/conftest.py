@@ -10,6 +10,11 @@ import pytest
 import torch
 import yaml
 
+from nnopt.data import load_data
+from nnopt.models import build_model
+from nnopt.recipe import resolve
+from nnopt.train import TrainConfig, fit
+
 torch.set_num_threads(1)
 
 TINY: dict[str, Any] = {
@@ -41,3 +46,15 @@ def write_recipe(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A small CNN trained on digits (5 epochs), and its data: one per test module."""
+    r = resolve(tiny_raw(data={"name": "digits"}, model={"name": "cnn", "width": 8,
+                                                          "hidden": 32, "depth": 1}))
+    data = load_data(r.data)
+    torch.manual_seed(0)
+    model = build_model(r.model, data.input_shape, data.num_classes, data.mean, data.std)
+    fit(model, data.train, config=TrainConfig(epochs=5, lr=0.01))
+    return model.eval(), data

@@ -25,11 +25,9 @@ from nnopt.compress.quantize.mixed import assign_bits, quantized_weight
 from nnopt.compress.quantize.onnx_model import OnnxModel
 from nnopt.compress.quantize.qat import apply_plan, plan, snap_for_deploy
 from nnopt.core.compute import predict
-from nnopt.data import load_data
 from nnopt.measure.paired import Paired
 from nnopt.measure.target import Target
-from nnopt.models import build_model, load_model, save_model
-from nnopt.recipe import resolve
+from nnopt.models import load_model, save_model
 from nnopt.train import TrainConfig, fit
 
 
@@ -77,16 +75,6 @@ def test_per_channel_beats_per_tensor_on_uneven_rows():
     w = torch.randn(32, 64, generator=g) * torch.logspace(-2, 0, 32)[:, None]
     assert sqnr_db(w, quantized_weight(w, 8, True)) > sqnr_db(w, quantized_weight(w, 8, False)) + 6
 
-
-@pytest.fixture(scope="module")
-def trained():
-    r = resolve(tiny_raw(data={"name": "digits"}, model={"name": "cnn", "width": 8,
-                                                          "hidden": 32, "depth": 1}))
-    data = load_data(r.data)
-    torch.manual_seed(0)
-    model = build_model(r.model, data.input_shape, data.num_classes, data.mean, data.std)
-    fit(model, data.train, config=TrainConfig(epochs=5, lr=0.01))
-    return model.eval(), data
 
 
 @pytest.mark.parametrize("mode,method", [("static", "minmax"), ("static", "percentile"),

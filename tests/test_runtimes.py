@@ -17,29 +17,16 @@ from nnopt.compress.quantize.export import onnx_bytes
 from nnopt.compress.quantize.openvino import from_onnx_bytes, nncf_int8
 from nnopt.core.compute import predict
 from nnopt.core.errors import ModelFileError, NnoptError
-from nnopt.data import load_data
 from nnopt.measure.executorch_rt import load, set_threads
 from nnopt.measure.latency import skip_reason
 from nnopt.measure.runtimes import unavailable
 from nnopt.measure.target import Target
-from nnopt.models import build_model, load_model, save_model
-from nnopt.recipe import resolve
-from nnopt.train import TrainConfig, fit
+from nnopt.models import load_model, save_model
 from nnopt.trust.calibration.scaling import fit_head
 
 pytest.importorskip("openvino")
 pytest.importorskip("executorch")
 
-
-@pytest.fixture(scope="module")
-def trained():
-    r = resolve(tiny_raw(data={"name": "digits"}, model={"name": "cnn", "width": 8,
-                                                          "hidden": 32, "depth": 1}))
-    data = load_data(r.data)
-    torch.manual_seed(0)
-    model = build_model(r.model, data.input_shape, data.num_classes, data.mean, data.std)
-    fit(model, data.train, config=TrainConfig(epochs=5, lr=0.01))
-    return model.eval(), data
 
 
 def _agree(a: torch.Tensor, b: torch.Tensor) -> float:

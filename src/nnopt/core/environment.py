@@ -66,6 +66,21 @@ def environ_kept() -> Iterator[None]:
             os.environ.update(before)
 
 
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Silence file descriptor 2 for a block: native libraries that log on it (the profiler's
+    start/stop lines, ExecuTorch's cpuinfo and thread-pool lines)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def onnxruntime() -> ModuleType:
     """ONNX Runtime, imported the way nnopt needs it: ONNX Runtime (1.32 on Linux) writes a
     telemetry database under ~/.cache at import unless ORT_DISABLE_TELEMETRY is set first, and

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import lzma
-import os
-import sys
-from collections.abc import Iterator
 
 import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
+from nnopt.core.environment import native_stderr_silenced
 from nnopt.core.registry import METRICS
 from nnopt.measure.base import Measurement, is_artifact
 from nnopt.measure.quantity import BYTES, COUNT
@@ -50,7 +47,7 @@ def peak_forward_bytes(model: nn.Module, example: torch.Tensor) -> int:
     """
     model.eval()
     model(example)
-    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU],
+    with native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU],
                                             profile_memory=True) as prof:
         model(example)
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
@@ -59,20 +56,6 @@ def peak_forward_bytes(model: nn.Module, example: torch.Tensor) -> int:
         current += e.nbytes()
         peak = max(peak, current)
     return peak
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """Silence file descriptor 2 for a block: the profiler's C++ side logs start/stop lines."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 @METRICS.register("params", produces=["params"], quantity=COUNT)

@@ -9,33 +9,19 @@ padded chunks of it. Batch norms are folded into their convolutions before expor
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
-import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 import torch
 from torch import nn
 
+from nnopt.core.environment import native_stderr_silenced
 from nnopt.core.extras import require
 from nnopt.measure.base import example_batch
-
-
-@contextlib.contextmanager
-def _quiet_fd2() -> Iterator[None]:
-    """Silence native stderr (the runtime's cpuinfo lines on its first load)."""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 @cache
@@ -97,18 +83,22 @@ def _portable_lib() -> Any:
     return portable_lib
 
 
-_POOL = {"generation": 0}  # counts resets of XNNPACK's process-wide thread pool
+# resets of XNNPACK's process-wide thread pool, and its size once nnopt has set it
+_POOL: dict[str, int | None] = {"generation": 0, "threads": None}
 
 
 def set_threads(threads: int) -> None:
     """Size XNNPACK's process-wide thread pool. A reset frees the pool that loaded methods
     point into (using one afterwards corrupted the heap here), so every ``Loaded`` reloads
     its method when the pool changed since it loaded."""
+    if _POOL["threads"] == threads:  # known: no call into the runtime on the timed path
+        return
     portable_lib = _portable_lib()
     if portable_lib._threadpool_get_thread_count() != threads:
-        with _quiet_fd2():  # "Resetting threadpool" on native stderr
+        with native_stderr_silenced():  # "Resetting threadpool" on native stderr
             portable_lib._unsafe_reset_threadpool(threads)
         _POOL["generation"] += 1
+    _POOL["threads"] = threads
 
 
 class Loaded:
@@ -130,7 +120,7 @@ class Loaded:
             from executorch.runtime import Runtime
 
             self.method = None
-            with _quiet_fd2():
+            with native_stderr_silenced():
                 self.program = Runtime.get().load_program(self.pte)
                 self.method = self.program.load_method("forward")
             self.generation = _POOL["generation"]

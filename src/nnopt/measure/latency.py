@@ -61,7 +61,7 @@ def time_calls(fn: Callable[[], object], *, warmup: int = 10, repeats: int = 50,
 
 def skip_reason(model: Any, target: Target) -> str:
     """Why ``model`` cannot be timed on ``target`` ('' when it can)."""
-    own = runtime_of(model) if is_artifact(model) else "torch"
+    own = runtime_of(model)
     runs_on = own if own != "torch" else target.runtime
     if is_artifact(model) and not target.allows(own):
         return (f"this {own} artifact does not run on a target limited to "

@@ -61,11 +61,6 @@ def has_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
 
 
-def from_onnx(onnx_bytes: bytes) -> tuple[bytes, bytes]:
-    """An ONNX graph as OpenVINO IR: (xml, weights) bytes, weights kept in fp32."""
-    return to_ir(core().read_model(model=onnx_bytes))
-
-
 def to_ir(model: Any) -> tuple[bytes, bytes]:
     """An OpenVINO model serialized as IR (xml, weights) bytes."""
     ov = openvino()

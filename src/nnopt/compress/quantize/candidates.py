@@ -87,7 +87,7 @@ def build(names: list[str], model: nn.Module, fp32: bytes, calib: torch.Tensor,
                                        **qdq.spec["quantization"]}
             out[name] = ov
         elif name == "openvino-int8":
-            ov32 = from_onnx_bytes(fp32, _ov_spec(model, base))
+            ov32 = out.get("openvino-fp32") or from_onnx_bytes(fp32, _ov_spec(model, base))
             out[name] = nncf_int8(ov32, calib, validation=validation,
                                   fp32_accuracy=fp32_accuracy, max_drop=tolerance)
     return out

@@ -26,6 +26,7 @@ from nnopt.core.registry import FORMATS
 from nnopt.measure.openvino_rt import compile_ir, core, openvino, ov_runner, read_ir, to_ir
 from nnopt.models.artifact import Artifact
 from nnopt.models.saving import read_checked
+from nnopt.train.fit import evaluate
 
 XML, BIN = "model.xml", "model.bin"
 
@@ -149,7 +150,7 @@ def nncf_int8(fp32: OpenVinoModel, calibration: torch.Tensor, *, validation: Any
                                               "inference_precision": "f32"})
     record: dict[str, Any] = {"method": "nncf", "calibration_size": n, "mode": mode}
     if validation is not None and max_drop is not None and fp32_accuracy is not None:
-        acc = _accuracy(candidate, validation)
+        acc = evaluate(candidate, validation)["accuracy"]
         record["plain_validation_accuracy"] = acc
         if fp32_accuracy - acc > max_drop:
             items = list(zip(_batches(validation.x, 256), validation.y.split(256), strict=True))
@@ -162,13 +163,6 @@ def nncf_int8(fp32: OpenVinoModel, calibration: torch.Tensor, *, validation: Any
             candidate = OpenVinoModel(*to_ir(model), candidate.spec)
     candidate.spec = {**candidate.spec, "quantization": record}
     return candidate
-
-
-def _accuracy(model: nn.Module, split: Any) -> float:
-    with torch.inference_mode():
-        hits = sum(int((model(split.x[i:i + 256]).argmax(1) == split.y[i:i + 256]).sum())
-                   for i in range(0, len(split.x), 256))
-    return hits / max(1, len(split.x))
 
 
 def _validate(compiled: Any, items: Any) -> float:
