@@ -106,6 +106,39 @@ def test_nproc_2_trains_data_parallel_and_process_0_alone_writes(tmp_path):
     notes = res["stages"][0]["details"]["training"]
     assert notes["distributed"].startswith("data-parallel over 2 processes")
     assert done.stdout.count("report: ") == 1  # process 0 alone prints
+    # the same recipe in one process, and the two compared by nnopt report
+    one = subprocess.run(_nnopt("run", "r.yaml", "--out", "one", "--quiet"), cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    both = subprocess.run(_nnopt("report", "one", "o", "--out", "cmp"), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert both.returncode == 0, both.stderr[-2000:]
+    md = (tmp_path / "cmp/report.md").read_text()
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in md.split("## How each run computed")[1].split("\n## ")[0].splitlines()
+            if line.startswith("| one") or line.startswith("| o ")}
+    assert rows["one"][:3] == ["cpu", "1", "-"] and rows["o"][:3] == ["cpu", "2", "gloo"]
+    assert "o (2 processes) trained in" in md and "for one (1 process)" in md
+
+
+def test_a_sweep_runs_each_variant_on_nproc_processes(tmp_path):
+    import json
+    import subprocess
+
+    import yaml
+
+    from conftest import tiny_raw
+
+    raw = tiny_raw(evaluate=["accuracy"])
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    done = subprocess.run(_nnopt("sweep", "r.yaml", "--grid", "seed=0", "--out", "sw",
+                                 "--nproc", "2"),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (variant,) = (tmp_path / "sw/variants").iterdir()
+    res = json.loads((variant / "results.json").read_text())
+    assert res["environment"]["world_size"] == 2
+    assert "data-parallel over 2" in res["stages"][0]["details"]["training"]["distributed"]
 
 
 def test_an_interrupted_distributed_run_leaves_nothing(tmp_path):

@@ -47,3 +47,19 @@ def test_search_on_ray_matches_the_local_executor(executor, tmp_path):
     assert [r.arch for r in remote] == [r.arch for r in local]
     assert [r.metrics for r in remote] == [r.metrics for r in local]
     assert {r.environment["pid"] for r in remote} != {os.getpid()}
+
+
+def test_a_job_asking_for_a_gpu_the_cluster_lacks_is_one_clear_line(executor):
+    from nnopt.core.errors import NnoptError
+
+    if ray.cluster_resources().get("GPU", 0):
+        pytest.skip("this Ray cluster has a GPU")
+    with pytest.raises(NnoptError, match="each job asks for 1 GPU.*the Ray cluster has 0"):
+        RayExecutor(gpus_per_job=1.0)
+    with pytest.raises(NnoptError, match="each job asks for 64 CPU"):
+        RayExecutor(cpus_per_job=64.0)
+    assert dict(executor.map(_negate, [1])) == {0: -1}  # the running instance is untouched
+
+
+def _negate(v: int) -> int:
+    return -v

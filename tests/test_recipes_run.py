@@ -31,7 +31,7 @@ def tiny_overrides(recipe: Path) -> list[str]:
     if "sentences" in recipe.read_text():
         sets.append("data.size=200")
     for i, stage in enumerate(raw.get("stages", [])):
-        step = next(k for k in stage if k != "from")
+        step = next(k for k in stage if k not in ("from", "device"))
         if step == "train":
             sets.append(f"stages.{i}.{step}.epochs=1")
         if step == "finetune":  # a few labels of the 256 examples

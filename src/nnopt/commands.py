@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from nnopt.core.compute import resolve_device
 from nnopt.core.errors import NnoptError, RecipeError, first_line, unknown_choice
 from nnopt.core.fileio import StagedFolder
 from nnopt.core.registry import COMMANDS, PLUGINS, REGISTRIES, Entry, find
@@ -29,7 +30,7 @@ from nnopt.report.render import fmt, metric_columns
 from nnopt.report.summary import deployed_text
 from nnopt.runner import run_recipe
 from nnopt.search.executors import get_executor
-from nnopt.sweep import run_sweep
+from nnopt.sweep import run_sweep, torchrun_command, torchrun_env
 from nnopt.train.distributed import finish, init_from_env, rank
 
 EXIT_INPUT = 2
@@ -88,8 +89,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise NnoptError(f"--nproc {args.nproc}: give a number of processes from 1 to 1024")
     if (args.nproc > 1 or args.rdzv_endpoint) and "LOCAL_RANK" not in os.environ:
         StagedFolder(out, "run").check()  # bad input is one line here, before any process starts
+        resolve_device(resolved.recipe.device)
         return launch(args, out)
-    joined, ok = init_from_env(), False
+    joined, ok = init_from_env(resolve_device(resolved.recipe.device)), False
     me = rank()
     try:
         report = run_recipe(resolved, out, progress=not args.quiet and me == 0)
@@ -111,18 +113,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 def launch(args: argparse.Namespace, out: Path) -> int:
     """The same run on ``--nproc`` processes through torchrun (torch.distributed.run): one
     machine standalone, or several through a rendezvous; its exit code."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(args.nproc)]
+    rendezvous = None
     if args.rdzv_endpoint:
-        cmd += ["--nnodes", str(args.nnodes or 1), "--rdzv-backend", "c10d",
-                "--rdzv-endpoint", args.rdzv_endpoint]
-        cmd += ["--node-rank", str(args.node_rank)] if args.node_rank is not None else []
-    else:
-        cmd += ["--standalone"]
-    cmd += ["-m", "nnopt", "run", args.recipe, "--out", str(out)]
-    cmd += [f"--set={v}" for v in args.set] + [f"--trust={v}" for v in args.trust]
-    cmd += ["--quiet"] if args.quiet else []
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
+        rendezvous = ["--nnodes", str(args.nnodes or 1), "--rdzv-backend", "c10d",
+                      "--rdzv-endpoint", args.rdzv_endpoint]
+        rendezvous += ["--node-rank", str(args.node_rank)] if args.node_rank is not None else []
+    cmd = torchrun_command(args.recipe, out, args.nproc, args.set, args.trust, quiet=args.quiet,
+                           rendezvous=rendezvous)
+    env = torchrun_env(args.nproc)
     proc = subprocess.Popen(cmd, env=env)
     try:
         code = proc.wait()
@@ -325,6 +323,13 @@ def _sweep_args(sp: argparse.ArgumentParser) -> None:
                     "(default, in order) or ray (a local Ray instance, or the cluster in "
                     "$RAY_ADDRESS)")
     sp.add_argument("--resume", action="store_true", help="skip variants that already finished")
+    sp.add_argument("--nproc", type=int, default=1, metavar="N", help="run each variant "
+                    "data-parallel on N processes (torchrun), as nnopt run --nproc does")
+    sp.add_argument("--cpus-per-variant", type=float, default=None, metavar="C",
+                    help="ray: CPUs each variant holds (default: --nproc)")
+    sp.add_argument("--gpus-per-variant", type=float, default=0.0, metavar="G",
+                    help="ray: GPUs each variant holds (a fraction shares one); a variant "
+                    "with device auto then trains on its GPU")
     with_set(sp)
 
 
@@ -336,9 +341,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         state = "skipped (done)" if res.skipped else ("ok" if res.ok else f"FAILED: {res.error}")
         print(f"variant {res.name}: {state}", file=sys.stderr)
 
-    results = run_sweep(args.recipe, args.grid, args.out, get_executor(args.executor),
+    if not 1 <= args.nproc <= 1024:
+        raise NnoptError(f"--nproc {args.nproc}: give a number of processes from 1 to 1024")
+    options = {}
+    if args.executor == "ray":
+        options = {"cpus_per_job": args.cpus_per_variant or float(args.nproc),
+                   "gpus_per_job": args.gpus_per_variant}
+    elif args.cpus_per_variant is not None or args.gpus_per_variant:
+        raise NnoptError("--cpus-per-variant and --gpus-per-variant are Ray's resources: add "
+                         "--executor ray")
+    results = run_sweep(args.recipe, args.grid, args.out, get_executor(args.executor, **options),
                         overrides=args.set, resume=args.resume, on_result=show,
-                        trust=args.trust)
+                        trust=args.trust, nproc=args.nproc)
     ok = [r for r in results if r.ok]
     if ok:
         print(results_table([r.name for r in ok], [r.metrics for r in ok]))

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from nnopt.core.compute import DEVICE
 from nnopt.core.config import FACTORY, NAME, BatchSize, Epochs, Seed, Strict  # noqa: F401
 from nnopt.core.errors import RecipeError, did_you_mean, unknown_choice
 from nnopt.core.registry import DATASETS, METRICS, MODELS, STEPS, Registry
@@ -37,9 +38,11 @@ class StageSpec(BaseModel):
     name: str
     config: Any
     source: str | None = None  # the earlier stage whose model this stage starts from
+    device: str | None = None  # where this stage computes, when not the run's device
 
 
 INPUT = "input"  # 'from: input' starts a stage from the recipe's model before any stage
+STAGE_KEYS = ("from", "device")  # a stage's keys beside its step
 
 
 class Recipe(Strict):
@@ -48,6 +51,10 @@ class Recipe(Strict):
     name: str = Field("run", pattern=NAME, description="the run's name (the default output "
                       "folder is runs/NAME): letters, digits and _.+- only")
     seed: Seed = 0
+    device: str = Field("auto", pattern=DEVICE, description="where training, evaluation, "
+                        "attacks and the other computations run: auto (a CUDA device when there"
+                        " is one), cpu, cuda or cuda:N; a stage may set its own (a stage key "
+                        "beside its step, like from)")
     trust: list[Annotated[str, Field(pattern=FACTORY)]] = Field(
         default_factory=list, description="model factories ('module:function') whose code this "
         "recipe vouches for, so that model folders they built may be loaded (the recipe's own "
@@ -97,7 +104,8 @@ class ResolvedRecipe(BaseModel):
         out["data"] = self.data.model_dump(mode="json")
         out["model"] = self.model.model_dump(mode="json")
         out["stages"] = [{s.step: s.config.model_dump(mode="json"),
-                          **({"from": s.source} if s.source else {})} for s in self.stages]
+                          **({"from": s.source} if s.source else {}),
+                          **({"device": s.device} if s.device else {})} for s in self.stages]
         out["metric_options"] = {k: v.model_dump(mode="json")
                                  for k, v in self.metric_options.items()}
         return out
@@ -246,11 +254,16 @@ def resolve(raw: Any, *, source: str = "recipe", text: str | None = None,
     for i, item in enumerate(recipe.stages):
         loc: Loc = ("stages", i)
         source = item.get("from") if isinstance(item, dict) else None
-        keys = [k for k in item if k != "from"] if isinstance(item, dict) else []
+        device = item.get("device") if isinstance(item, dict) else None
+        keys = [k for k in item if k not in STAGE_KEYS] if isinstance(item, dict) else []
         if len(keys) != 1:
             errors.append(f"{where(loc)}: each stage is a mapping with one step name (and "
-                          f"optionally 'from: STAGE'), e.g. '- train: {{epochs: 5}}'; valid "
-                          f"steps: {', '.join(STEPS.names())}")
+                          f"optionally 'from: STAGE', 'device: cpu|cuda[:N]'), e.g. '- train: "
+                          f"{{epochs: 5}}'; valid steps: {', '.join(STEPS.names())}")
+            continue
+        if device is not None and not (isinstance(device, str) and re.match(DEVICE, device)):
+            errors.append(f"{where(loc + ('device',))}: device '{device}': write auto, cpu, "
+                          "cuda or cuda:N")
             continue
         step, cfg = keys[0], item[keys[0]]
         if not isinstance(step, str):
@@ -276,7 +289,8 @@ def resolve(raw: Any, *, source: str = "recipe", text: str | None = None,
             name, k = step, 2
             while name in taken:
                 name, k = f"{step}-{k}", k + 1
-            stages.append(StageSpec(step=step, name=name, config=config, source=source))
+            stages.append(StageSpec(step=step, name=name, config=config, source=source,
+                                    device=device))
     _raise(errors)
     return ResolvedRecipe(recipe=recipe, data=data, model=model, stages=stages,
                           metric_options=options)
@@ -345,7 +359,7 @@ def _list_index(node: list[Any], part: str, assignment: str, loc: list[str | int
                               f"{format_loc(tuple(loc))} (length {len(node)})")
         return idx % len(node)
     for idx, item in enumerate(node):
-        if isinstance(item, dict) and part in item and part != "from":
+        if isinstance(item, dict) and part in item and part not in STAGE_KEYS:
             if item[part] is None:
                 item[part] = {}
             return idx

@@ -13,7 +13,7 @@ from typing import Any
 from torch import nn
 
 from nnopt.context import RunContext
-from nnopt.core.compute import predict, seed_everything
+from nnopt.core.compute import on_device, predict, resolve_device, seed_everything
 from nnopt.core.environment import environment, memory_bytes
 from nnopt.core.errors import DataError, NnoptError
 from nnopt.core.fileio import StagedFolder
@@ -31,7 +31,7 @@ from nnopt.models.deployed import Deployed
 from nnopt.recipe import INPUT, ResolvedRecipe
 from nnopt.report import Report, StageRecord, write_report
 from nnopt.report.summary import run_metadata
-from nnopt.train.distributed import local_only, rank
+from nnopt.train.distributed import local_only, rank, world
 
 log = logging.getLogger("nnopt")
 LATENCY = "latency"  # timed for all stages together, after them (the timing pass)
@@ -71,7 +71,9 @@ def run_recipe(resolved: ResolvedRecipe, out_dir: str | Path, *, progress: bool 
     checked before any work starts."""
     recipe = resolved.recipe
     main = rank() == 0  # under torchrun, process 0 alone measures and writes the run folder
-    with StagedFolder(out_dir, "run") if main else scratch() as staging:
+    device = resolve_device(recipe.device)  # a device this machine lacks: one line, no folder
+    devices = {s.name: resolve_device(s.device) if s.device else device for s in resolved.stages}
+    with StagedFolder(out_dir, "run") if main else scratch() as staging, on_device(device):
         data, model = prepare(resolved)
         initial = model
         ctx = RunContext(recipe=resolved, data=data, out_dir=staging, seed=recipe.seed,
@@ -96,7 +98,9 @@ def run_recipe(resolved: ResolvedRecipe, out_dir: str | Path, *, progress: bool 
             start = time.perf_counter()
             seed_everything(recipe.seed)
             source = initial if source_name == INPUT else ctx.models[source_name]
-            out = STEPS.get(spec.step).fn(source, spec.config, ctx)
+            with on_device(devices[spec.name]):
+                out = STEPS.get(spec.step).fn(source, spec.config, ctx)
+            _note_replicated(ctx)
             if not isinstance(out, nn.Module):
                 raise NnoptError(f"step '{spec.step}' returned {type(out).__name__}, not a model")
             seconds = time.perf_counter() - start
@@ -114,7 +118,8 @@ def run_recipe(resolved: ResolvedRecipe, out_dir: str | Path, *, progress: bool 
                 parents[spec.name] = source_name
             model = out
         report = Report(nnopt_version=__version__, recipe=resolved.to_dict(),
-                        environment=environment(), data=data.summary(), stages=records,
+                        environment={**environment(), "device": str(device)},
+                        data=data.summary(), stages=records,
                         run=run_metadata(resolved))
         if main:
             with local_only():
@@ -122,6 +127,16 @@ def run_recipe(resolved: ResolvedRecipe, out_dir: str | Path, *, progress: bool 
                     _time_side_by_side(ctx, records, models, parents, staging)
                 write_report(report, staging)
     return report
+
+
+def _note_replicated(ctx: RunContext) -> None:
+    """Under several processes, a stage that trained nothing data-parallel (a calibration fit,
+    Laplace, DARTS, WANN, a whole-batch task) ran whole in every process alike: say so."""
+    _, size = world()
+    training = ctx.details.get("training") or {}
+    if size > 1 and "data-parallel over" not in str(training.get("distributed", "")):
+        ctx.details["distributed"] = (f"not data-parallel: ran whole in each of the {size} "
+                                      "processes (the same seeds give the same model)")
 
 
 @contextlib.contextmanager

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import subprocess
+import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +67,7 @@ class Variant:
     recipe_path: str
     resume: bool = False
     trust: tuple[str, ...] = ()
+    nproc: int = 1  # data-parallel processes of this variant (torchrun) when above 1
 
 
 @dataclass
@@ -82,7 +86,8 @@ class VariantResult:
 
 
 def variants(recipe_path: str, grid: list[tuple[str, list[Any]]], base: list[str],
-             out: Path, resume: bool = False, trust: tuple[str, ...] = ()) -> list[Variant]:
+             out: Path, resume: bool = False, trust: tuple[str, ...] = (), nproc: int = 1
+             ) -> list[Variant]:
     keys = [k for k, _ in grid]
     result = []
     for i, combo in enumerate(itertools.product(*[v for _, v in grid])):
@@ -91,7 +96,7 @@ def variants(recipe_path: str, grid: list[tuple[str, list[Any]]], base: list[str
         name = f"v{i:02d}-" + re.sub(r"[^A-Za-z0-9_.=+-]+", "-", short)[:80]
         sets = base + [f"{k}={_flow(v)}" for k, v in values.items()]
         result.append(Variant(name, values, sets, str(out / "variants" / name), recipe_path,
-                              resume, trust))
+                              resume, trust, nproc))
     return result
 
 
@@ -116,13 +121,53 @@ def run_variant(v: Variant) -> VariantResult:
         except NnoptError:
             pass  # an unreadable result is run again
     try:
-        rep = run_recipe(load_recipe(v.recipe_path, v.overrides, trust=v.trust), v.out)
+        rep = (_run_distributed(v) if v.nproc > 1 else
+               run_recipe(load_recipe(v.recipe_path, v.overrides, trust=v.trust), v.out))
     except NnoptError as exc:
         return VariantResult(v.name, v.values, v.out, False, error=str(exc))
     except Exception as exc:  # a failed variant must not lose the others
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return VariantResult(v.name, v.values, v.out, False, error=last)
     return _finished(v, rep)
+
+
+def torchrun_command(recipe: str, out: str | Path, nproc: int, sets: list[str],
+                     trust: list[str] | tuple[str, ...], *, quiet: bool = False,
+                     rendezvous: list[str] | None = None) -> list[str]:
+    """``nnopt run`` on ``nproc`` processes through torchrun (torch.distributed.run): one
+    machine standalone, or several through ``rendezvous`` (torchrun's own options)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc)]
+    cmd += rendezvous if rendezvous else ["--standalone"]
+    cmd += ["-m", "nnopt", "run", recipe, "--out", str(out)]
+    cmd += [f"--set={v}" for v in sets] + [f"--trust={v}" for v in trust]
+    return cmd + (["--quiet"] if quiet else [])
+
+
+def torchrun_env(nproc: int) -> dict[str, str]:
+    """The environment of a torchrun launch: the machine's cores shared among the processes
+    (unless OMP_NUM_THREADS says otherwise)."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    return env
+
+
+def _run_distributed(v: Variant) -> Report:
+    """A variant run data-parallel on ``v.nproc`` processes; its report read back."""
+    proc = subprocess.Popen(torchrun_command(v.recipe_path, v.out, v.nproc, v.overrides,
+                                             v.trust, quiet=True),
+                            env=torchrun_env(v.nproc), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate()
+    except BaseException:  # Ctrl-C: torchrun stops its processes, which clean up
+        proc.terminate()
+        proc.wait()
+        raise
+    if proc.returncode:
+        lines = [ln for ln in (err or "").splitlines() if ln.startswith("nnopt: error")]
+        raise NnoptError(lines[0].removeprefix("nnopt: error: ") if lines else
+                         f"the {v.nproc}-process run failed (exit {proc.returncode})")
+    return load_report(v.out)
 
 
 def _finished(v: Variant, rep: Report, skipped: bool = False) -> VariantResult:
@@ -140,7 +185,7 @@ def _finished(v: Variant, rep: Report, skipped: bool = False) -> VariantResult:
 
 def run_sweep(recipe_path: str, grid_specs: list[str], out: str | Path, executor: Executor, *,
               overrides: list[str] | None = None, resume: bool = False,
-              on_result: Any = None, trust: list[str] | tuple[str, ...] = ()
+              on_result: Any = None, trust: list[str] | tuple[str, ...] = (), nproc: int = 1
               ) -> list[VariantResult]:
     """Validate every variant first, run them on ``executor``, then write the sweep report.
 
@@ -151,7 +196,7 @@ def run_sweep(recipe_path: str, grid_specs: list[str], out: str | Path, executor
     staged = StagedFolder(out, "sweep")
     out = staged.target
     grid = parse_grid(grid_specs)
-    jobs = variants(recipe_path, grid, list(overrides or []), out, resume, tuple(trust))
+    jobs = variants(recipe_path, grid, list(overrides or []), out, resume, tuple(trust), nproc)
     for v in jobs:  # fail fast on a bad grid value, before anything runs
         try:
             load_recipe(recipe_path, v.overrides, trust=v.trust)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from pydantic import Field
+from torch.utils.data._utils import signal_handling as loader_signal_handling
 
 from nnopt.core.config import Seed, Strict
 from nnopt.core.errors import DataError
@@ -27,6 +32,47 @@ class DataConfig(Strict):
         None, description="corrupt the training and validation labels (test stays clean)")
 
 
+class SplitDataset(torch.utils.data.Dataset):
+    """A split as a torch ``Dataset`` whose item i is ``(x[i], y[i], i)``; a batch of indices
+    is fetched with one indexing (``__getitems__``), in a DataLoader worker or in this
+    process."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        return self.x[i], self.y[i], i
+
+    def __getitems__(self, idx: list[int] | torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return self.x[idx], self.y[idx], idx
+
+
+@contextlib.contextmanager
+def loader_signals() -> Iterator[None]:
+    """The process's SIGCHLD handler as it was before DataLoader workers ran: torch installs
+    its own for them, process-wide and for good, and with it in place a later subprocess wait
+    in the same process crashed (SIGSEGV, seen with ExecuTorch's quantize step after a fit
+    with workers). torch installs it again for the next loader with workers."""
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGCHLD) if main else None
+    try:
+        yield
+    finally:
+        if main and signal.getsignal(signal.SIGCHLD) is not before:
+            signal.signal(signal.SIGCHLD, before)
+            loader_signal_handling._SIGCHLD_handler_set = False
+
+
+def whole_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """The DataLoader's collate function for ``SplitDataset``: its batches come whole."""
+    return batch
+
+
 @dataclass
 class Split:
     """Inputs in [0, 1] (or the dataset's natural scale) and integer labels."""
@@ -37,6 +83,10 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.y)
+
+    def dataset(self) -> SplitDataset:
+        """This split as a torch Dataset (what training reads through a DataLoader)."""
+        return SplitDataset(self.x, self.y)
 
     def take(self, idx: torch.Tensor | np.ndarray) -> Split:
         idx = torch.as_tensor(idx, dtype=torch.long)

@@ -18,6 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from nnopt.context import RunContext
+from nnopt.core.compute import placed
 from nnopt.core.config import Strict
 from nnopt.core.errors import NnoptError
 from nnopt.core.extras import require
@@ -75,12 +76,12 @@ def features(model: nn.Module, name: str, x: torch.Tensor, batch: int = 1000) ->
     """The inputs the classifier layer receives (the penultimate features)."""
     seen: list[torch.Tensor] = []
     hook = model.get_submodule(name).register_forward_hook(
-        lambda _m, inp, _out: seen.append(inp[0].detach()))
+        lambda _m, inp, _out: seen.append(inp[0].detach().cpu()))
     model.eval()
     try:
-        with torch.no_grad():
+        with placed(model) as dev, torch.no_grad():  # on the compute device
             for i in range(0, len(x), batch):
-                model(x[i:i + batch])
+                model(x[i:i + batch].to(dev))
     finally:
         hook.remove()
     return torch.cat(seen).double().numpy()

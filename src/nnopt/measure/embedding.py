@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnopt.core.compute import placed
 from nnopt.core.errors import NnoptError
 
 
@@ -60,13 +61,14 @@ def embed_batch(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return box["z"].flatten(1)
 
 
-@torch.inference_mode()
 def embed(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Embeddings of all of ``x`` in eval mode; the model's mode is restored."""
+    """Embeddings of all of ``x`` in eval mode, computed on the compute device and returned
+    on the CPU; the model's mode and device are restored."""
     was = model.training
     model.eval()
     try:
-        return torch.cat([embed_batch(model, x[i:i + batch_size])
-                          for i in range(0, len(x), batch_size)])
+        with placed(model) as dev, torch.inference_mode():
+            return torch.cat([embed_batch(model, x[i:i + batch_size].to(dev)).cpu()
+                              for i in range(0, len(x), batch_size)])
     finally:
         model.train(was)

@@ -137,6 +137,41 @@ def _environment(doc: Doc, env: dict[str, Any]) -> None:
     doc.table(["key", "value"], [[k, str(v)] for k, v in env.items() if k != "executable"])
 
 
+def _how_computed(doc: Doc, reports: list[tuple[str, Report]]) -> None:
+    """Centralised against distributed: each run's device, processes and backend, its training
+    time and rate, and its last stage's test accuracy; a conclusion when the process counts
+    differ."""
+    rows, figures = [], []
+    for run, r in reports:
+        env = r.environment
+        hist = [h for s in r.stages for h in s.details.get("history") or []]
+        seconds = sum(h.get("train_seconds", 0.0) for h in hist)
+        rate = throughput(hist) if hist else None
+        acc = r.stages[-1].metrics.get("accuracy") if r.stages else None
+        size = int(env.get("world_size") or 1)
+        figures.append((run, size, seconds, rate, acc))
+        rows.append([run, str(env.get("device", "-")), str(size), str(env.get("backend") or "-"),
+                     f"{seconds:.1f}", f"{rate:,.0f}" if rate else "-", fmt("accuracy", acc)])
+    doc.h2("How each run computed")
+    doc.table(["run", "device", "processes", "backend", "train time (s)", "examples/s",
+               "last stage accuracy"], rows)
+    sizes = {f[1] for f in figures}
+    if len(sizes) > 1 and all(f[2] and f[4] is not None for f in figures):
+        base = min(figures, key=lambda f: f[1])
+        lines = []
+        for run, size, seconds, rate, acc in figures:
+            if run == base[0]:
+                continue
+            lines.append(
+                f"{run} ({size} processes) trained in {seconds:.1f} s against {base[2]:.1f} s "
+                f"for {base[0]} ({base[1]} process{'es' if base[1] > 1 else ''}): "
+                f"{base[2] / seconds:.2f}x the speed; its last stage's test accuracy differs by "
+                f"{100 * (acc - base[4]):+.2f} points. Training times come from separate runs "
+                "(not timed side by side): on a shared machine, repeat them before trusting "
+                "a small difference.")
+        doc.ul(lines)
+
+
 def _write(doc: Doc, folder: Path) -> None:
     atomic_write_text(folder / "report.md", doc.markdown(folder))
     atomic_write_text(folder / "report.html", doc.html())
@@ -194,18 +229,39 @@ def _training(doc: Doc, labels: list[str], records: list[StageRecord]) -> None:
     for lab, s in zip(labels, records):
         hist = s.details.get("history")
         if not hist:
+            if s.details.get("distributed"):  # a stage without training, under several processes
+                rows.append([lab] + ["-"] * 7 + [str(s.details["distributed"])])
             continue
         notes = s.details.get("training", {})
         last = hist[-1]
+        rate = throughput(hist)
         rows.append([lab, str(len(hist)), str(notes.get("best_epoch", "-")),
                      fmt("accuracy", last.get("train_accuracy")),
                      fmt("accuracy", last.get("val_accuracy")),
                      fmt("accuracy", notes.get("best_val_accuracy")),
-                     f"{sum(h['train_seconds'] for h in hist):.1f}"])
+                     f"{sum(h['train_seconds'] for h in hist):.1f}",
+                     f"{rate:,.0f}" if rate else "-", computed_on(s.details)])
     if rows:
         doc.h2("Training")
         doc.table(["stage", "epochs", "best epoch", "last train acc", "last val acc",
-                   "best val acc", "train time (s)"], rows)
+                   "best val acc", "train time (s)", "examples/s", "computed on"], rows)
+
+
+def throughput(history: list[dict[str, Any]]) -> float | None:
+    """Training examples per second over a fit's epochs (all processes together), or None for
+    a history written before epochs counted their examples."""
+    seconds = sum(h.get("train_seconds", 0.0) for h in history)
+    if not seconds or any("examples" not in h for h in history):
+        return None
+    return sum(h["examples"] for h in history) / seconds
+
+
+def computed_on(details: dict[str, Any]) -> str:
+    """Where and how a stage trained: device, precision, options, processes."""
+    notes = details.get("training", {})
+    text = str(notes.get("compute", "-"))
+    parallel = str(notes.get("distributed", details.get("distributed", "")))
+    return f"{text}; {parallel}" if parallel else text
 
 
 def recipe_difference(recipes: list[dict[str, Any]]) -> list[list[str]]:
@@ -245,6 +301,7 @@ def write_comparison(reports: list[tuple[str, Report]], folder: str | Path) -> N
     if len(envs) > 1:
         doc.p("Warning: these runs were measured on different machines or versions; their "
               "latencies were not timed side by side: compare them with care.")
+    _how_computed(doc, reports)
     for run, r in reports:
         summary = r.summary or summarize(r)
         doc.ul([f"**{run}**: on {x['target']} recommend {x['stage'] or 'none'} "

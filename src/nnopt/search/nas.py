@@ -16,6 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from nnopt.context import RunContext
+from nnopt.core.compute import compute_device
 from nnopt.core.config import Strict
 from nnopt.core.errors import NnoptError, unknown_choice
 from nnopt.core.registry import STEPS, STRATEGIES
@@ -46,6 +47,13 @@ class ProxyConfig(Strict):
                               "(a seeded subset; null: all)")
 
 
+class Resources(Strict):
+    """What one Ray job holds: CPUs and GPUs (fractions share a device)."""
+
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
 class NasConfig(Strict):
     """What to search, how, against which objectives, and how to retrain the pick."""
 
@@ -73,6 +81,9 @@ class NasConfig(Strict):
     workers: int = Field(1, ge=1, description="trials run at once (asked and told in batches)")
     ray_address: str | None = Field(None, description="ray: a running cluster's address "
                                     "(default: start a local instance)")
+    resources_per_trial: Resources = Field(
+        default_factory=lambda: Resources(), description="ray: the CPUs and GPUs each trial "
+        "holds; a trial given a GPU trains on it (else on the CPU)")
     store: str | None = Field(None, description="folder of the trial store (default: "
                               "<out>.trials/<stage> beside the run folder)")
     resume: bool = Field(True, description="reuse stored trials of the same search")
@@ -176,7 +187,9 @@ def run_search(cfg: NasConfig, ctx: RunContext, store: Path | None, progress: An
     """Evaluate ``cfg.trials`` architectures (resuming from ``store``) and the reference, on
     ``executor`` (default: the one ``cfg`` names, started here and shut down at the end)."""
     if executor is None:
-        own = get_executor(cfg.executor, **({"address": cfg.ray_address}
+        own = get_executor(cfg.executor, **({"address": cfg.ray_address,
+                                             "cpus_per_job": cfg.resources_per_trial.cpu,
+                                             "gpus_per_job": cfg.resources_per_trial.gpu}
                                             if cfg.executor == "ray" else {}))
         try:
             return run_search(cfg, ctx, store, progress, own)
@@ -206,21 +219,26 @@ def run_search(cfg: NasConfig, ctx: RunContext, store: Path | None, progress: An
             strategy.tell(r.arch, losses(r.metrics, cfg.objectives))
     if tstore is not None:
         tstore.start(done + ([reference] if reference else []))
+    here = str(compute_device())  # the reference and local trials compute where the stage does
+    on_ray = getattr(executor, "name", "") == "ray"  # a Ray trial: on the GPU it was given, if any
+    remote = ("cuda" if cfg.resources_per_trial.gpu else "cpu") if on_ray else here
     data_cfg = ctx.recipe.data.model_dump(mode="json")
     share_data(data_cfg, ctx.data)
     options = {k: v.model_dump(mode="json") for k, v in ctx.recipe.metric_options.items()
                if k in names}
 
-    def job(number: int, arch: dict[str, Any], family: str, fixed: dict[str, Any]) -> TrialJob:
+    def job(number: int, arch: dict[str, Any], family: str, fixed: dict[str, Any],
+            device: str = remote) -> TrialJob:
         return TrialJob(number=number, arch=arch, family=family, fixed=fixed, data=data_cfg,
                         proxy=cfg.proxy.train.model_dump(mode="json"),
                         proxy_limit=cfg.proxy.limit, metrics=names,
                         targets=[t.model_dump(mode="json") for t in ctx.targets],
-                        seed=ctx.seed, metric_options=options)
+                        seed=ctx.seed, metric_options=options, device=device)
 
     if cfg.reference is not None and reference is None:
         ref = {k: v for k, v in cfg.reference.items() if k != "name"}
-        reference = evaluate_trial(job(REFERENCE, ref, cfg.reference.get("name", "cnn"), {}))
+        reference = evaluate_trial(job(REFERENCE, ref, cfg.reference.get("name", "cnn"), {},
+                                       here))
         if tstore is not None:
             tstore.append(reference)
     results = list(done)

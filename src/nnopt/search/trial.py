@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from nnopt.core.compute import seed_everything
+from nnopt.core.compute import on_device, resolve_device, seed_everything
 from nnopt.core.environment import environment
 from nnopt.core.errors import NnoptError, RecipeError, unknown_choice
 from nnopt.core.fileio import atomic_write_text
@@ -62,6 +62,7 @@ class TrialJob:
     targets: list[dict[str, Any]]
     seed: int
     metric_options: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"  # where the trial trains and is measured
 
 
 @dataclass
@@ -108,7 +109,8 @@ def evaluate_trial(job: TrialJob) -> TrialResult:
     (the search goes on), with the reason."""
     start = time.perf_counter()
     try:
-        metrics, details = _evaluate(job)
+        with on_device(resolve_device(job.device)):
+            metrics, details = _evaluate(job)
         error = None
     except NnoptError as exc:
         metrics, details, error = {}, {}, str(exc)

@@ -52,15 +52,17 @@ def local_only() -> Iterator[None]:
         _LOCAL["depth"] -= 1
 
 
-def init_from_env() -> bool:
-    """Join the process group torchrun describes in the environment (gloo on CPU, NCCL when
-    CUDA is present); False when this process was not started by torchrun with several
-    processes."""
+def init_from_env(device: torch.device) -> bool:
+    """Join the process group torchrun describes in the environment: NCCL when the run computes
+    on a CUDA device (this process's own), gloo on the CPU; False when this process was not
+    started by torchrun with several processes."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return False
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     # process 0 measures alone between training stages: the others wait in the next collective
     # for as long as that takes (the 30-minute default would fail a long measurement)
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                             timeout=datetime.timedelta(days=7))
     return True
 
@@ -126,6 +128,8 @@ def average_gradients(params: Sequence[nn.Parameter], local: int, total: int,
 
 def sum_all(*values: float) -> list[float]:
     """Each value summed over the processes."""
-    t = torch.tensor(values, dtype=torch.float64)
+    nccl = dist.get_backend() == "nccl"  # NCCL reduces CUDA tensors only
+    t = torch.tensor(values, dtype=torch.float64,
+                     device=torch.device("cuda", torch.cuda.current_device()) if nccl else None)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.tolist()

@@ -12,12 +12,12 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field, field_validator, model_validator
 from torch import nn
 
-from nnopt.core.compute import predict, seed_everything  # noqa: F401
+from nnopt.core.compute import compute_device, home, movable, predict, seed_everything  # noqa: F401
 from nnopt.core.config import BatchSize, Epochs, Strict
 from nnopt.core.errors import TrainingError, unknown_choice
 from nnopt.core.registry import TASKS
 from nnopt.core.task import TrainingTask
-from nnopt.data.base import Split
+from nnopt.data.base import Split, loader_signals, whole_batch
 from nnopt.train.callbacks import BestCheckpoint, Callback, EarlyStopping, FitState
 from nnopt.train.distributed import (
     average_gradients,
@@ -48,12 +48,17 @@ class TrainConfig(Strict):
     select_best: bool = Field(True, description="restore the weights of the best validation epoch")
     early_stopping: int | None = Field(None, ge=1, description="patience in epochs (off if unset)")
     eval_batch_size: BatchSize = 1000
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: the forward pass "
-                                               "under bfloat16 autocast (weights, gradients "
-                                               "and optimiser stay fp32)")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="mixed precision: the forward pass under bfloat16 (bf16) or float16 "
+        "(fp16, with dynamic loss scaling) autocast; weights, gradients and optimiser stay fp32")
     channels_last: bool = Field(False, description="train convolutions in channels-last "
                                 "memory format (faster on CPUs, above all with bf16); the "
                                 "weights return to the default format after training")
+    compile: bool = Field(False, description="train through torch.compile; the first epoch "
+                          "includes the compilation (benchmarks/training_options.py measures "
+                          "what it buys)")
+    workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes that fetch "
+                         "batches (0: in the training process); batches are pinned on CUDA")
     task: Any = Field(default_factory=lambda: ClassifyConfig(), description="the training "
                       "objective, a registered task with its own options: classify (cross-entropy"
                       " or a noise-robust loss, label smoothing, mixup), adversarial (PGD-AT, "
@@ -169,17 +174,37 @@ def fit(model: nn.Module, train: Split, *, config: TrainConfig, val: Split | Non
     task = task if task is not None else model_task(model, config)
     named = type(task).__name__ if task is not None else objective(config)
     task = make_task(config, task, len(train), stage, seed)
-    extra = task.setup(model)
-    if config.channels_last:
-        model.to(memory_format=torch.channels_last)  # 4-D weights only; the same Parameters
+    back = home(model)  # the model returns there (the CPU between a run's phases)
+    device = compute_device() if movable(model) else back
+    model.to(device)  # the same Parameter objects, now on the device
+    task.to(device)
+    extra: list[nn.Module] = []
     try:
-        state = _fit(model, train, config, val, task, extra, callbacks, stage, seed, lr_scale)
+        extra = [m.to(device) for m in task.setup(model)]
+        if config.channels_last:
+            model.to(memory_format=torch.channels_last)  # 4-D weights only; the same Parameters
+        with loader_signals():
+            state = _fit(model, train, config, val, task, extra, callbacks, stage, seed, lr_scale)
         state.notes["objective"] = named
+        state.notes["compute"] = compute_note(config, device)
         return state
     finally:
         if config.channels_last:
             model.to(memory_format=torch.contiguous_format)
         task.teardown()
+        task.to(back)
+        for m in [model, *extra]:
+            m.to(back)
+
+
+def compute_note(config: TrainConfig, device: torch.device) -> str:
+    """How a fit computed, for the report: device, precision and the options that change speed."""
+    parts = [str(device), config.precision + (" autocast" if config.precision != "fp32" else "")]
+    parts += [name for name, on in (("channels-last", config.channels_last),
+                                    ("torch.compile", config.compile)) if on]
+    if config.workers:
+        parts.append(f"{config.workers} DataLoader workers")
+    return ", ".join(parts)
 
 
 def model_task(model: nn.Module, config: TrainConfig) -> TrainingTask | None:
@@ -241,7 +266,10 @@ def _fit(model: nn.Module, train: Split, config: TrainConfig, val: Split | None,
     if not params:
         raise TrainingError(f"stage '{stage}': the model has no trainable parameters")
     opt = make_optimizer(params, config, lr_scale)
-    device = params[0].device.type
+    device = params[0].device
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+    forward = torch.compile(model) if config.compile else model  # shares model's Parameters
     gen = torch.Generator().manual_seed(seed)  # the same batch order on every process
     rank, size = world()
     parallel = size > 1 and getattr(task, "data_parallel", True)
@@ -265,7 +293,7 @@ def _fit(model: nn.Module, train: Split, config: TrainConfig, val: Split | None,
                      batches_per_epoch=n_batches)
     for cb in cbs:
         cb.on_fit_start(state)
-    x_all, y_all = train.x, train.y
+    data = train.dataset()
     start_loss: float | None = None  # the loss before any update: divergence is measured from it
     for epoch in range(config.epochs):
         state.epoch = epoch
@@ -273,19 +301,24 @@ def _fit(model: nn.Module, train: Split, config: TrainConfig, val: Split | None,
         for cb in cbs:
             cb.on_epoch_start(state)
         start = time.perf_counter()
-        loss_sum = torch.zeros(())
-        correct = torch.zeros((), dtype=torch.long)
+        loss_sum = torch.zeros((), device=device)  # read once per epoch: no sync per batch
+        correct = torch.zeros((), dtype=torch.long, device=device)
         seen = scored = 0
-        for b, idx in enumerate(i for i in batches(len(train), config.batch_size, gen)
-                                if len(i) >= smallest):
-            mine = shard(idx, rank, size) if parallel else idx
-            x, y = x_all[mine], y_all[mine]
-            with torch.autocast(device, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-                out = task(model, x, y, index=mine)
+        # this epoch's batches (this process's shard of each), read through a DataLoader
+        order = [i for i in batches(len(train), config.batch_size, gen) if len(i) >= smallest]
+        loader = torch.utils.data.DataLoader(
+            data, batch_sampler=[shard(i, rank, size) for i in order] if parallel else order,
+            num_workers=config.workers, collate_fn=whole_batch,
+            pin_memory=device.type == "cuda",  # its workers' seed from its own generator: the
+            generator=torch.Generator().manual_seed(seed + epoch))  # global one (dropout) untouched
+        for b, (idx, (x, y, mine)) in enumerate(zip(order, loader)):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=half or torch.float32, enabled=bool(half)):
+                out = task(forward, x, y, index=mine)
             loss = out["loss"].float()
             opt.zero_grad(set_to_none=True)
             if torch.isfinite(loss) or parallel:  # every process must join the all-reduce
-                loss.backward()
+                scaler.scale(loss).backward()
             value = average_gradients(params, len(mine), len(idx), loss) if parallel \
                 else loss.item()
             if not math.isfinite(value):
@@ -297,8 +330,10 @@ def _fit(model: nn.Module, train: Split, config: TrainConfig, val: Split | None,
             elif value > diverged_above(start_loss, 1000.0):
                 raise diverged(stage, epoch, start_loss, value, config, f", batch {b + 1}")
             if config.grad_clip:
+                scaler.unscale_(opt)
                 nn.utils.clip_grad_norm_(params, config.grad_clip)
-            opt.step()
+            scaler.step(opt)  # skipped (and the scale lowered) on an fp16 overflow
+            scaler.update()
             sched.step()
             with torch.no_grad():
                 loss_sum += loss.detach() * len(y)
@@ -318,8 +353,8 @@ def _fit(model: nn.Module, train: Split, config: TrainConfig, val: Split | None,
         mean_loss = total / max(seen, 1)
         if start_loss is not None and mean_loss > diverged_above(start_loss, 10.0):
             raise diverged(stage, epoch, start_loss, mean_loss, config, " (epoch mean)")
-        record = {"epoch": epoch + 1, "train_loss": mean_loss,
-                  "lr": opt.param_groups[0]["lr"], "train_seconds": time.perf_counter() - start}
+        record = {"epoch": epoch + 1, "train_loss": mean_loss, "lr": opt.param_groups[0]["lr"],
+                  "train_seconds": time.perf_counter() - start, "examples": int(seen)}
         if scored:
             record["train_accuracy"] = right / scored
         if val is not None and len(val):
@@ -337,6 +372,8 @@ def _fit(model: nn.Module, train: Split, config: TrainConfig, val: Split | None,
             f"data-parallel over {size} processes (global batch {config.batch_size})" if parallel
             else f"replicated on {size} processes: {type(task).__name__} is not data-parallel "
                  f"({getattr(task, 'data_parallel_why', 'per-batch state')})")
+    if scaler.is_enabled():  # halved at every overflow that skipped a step
+        state.notes["fp16_loss_scale"] = scaler.get_scale()
     if parallel:
         torch.manual_seed(seed + 1)  # the same random state on every process again
     model.eval()

@@ -18,7 +18,7 @@ def apply_masks(model: nn.Module, masks: Masks) -> None:
     """Zero every masked weight in place."""
     params = dict(model.named_parameters())
     for name, mask in masks.items():
-        params[name].mul_(mask.to(params[name].dtype))
+        params[name].mul_(mask.to(params[name]))  # the weight's device and dtype
 
 
 def masks_from_zeros(model: nn.Module, names: list[str]) -> Masks:
@@ -34,6 +34,8 @@ class KeepMasks(Callback):
         self.masks = masks
 
     def on_fit_start(self, state: FitState) -> None:
+        params = dict(state.model.named_parameters())  # the masks where the weights train
+        self.masks = {n: m.to(params[n].device) for n, m in self.masks.items()}
         apply_masks(state.model, self.masks)
 
     def on_batch_end(self, state: FitState) -> None:

@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from nnopt.compress.distill.losses import attention_loss, hint_loss, kd_loss
-from nnopt.core.compute import predict
+from nnopt.core.compute import movable, predict
 from nnopt.core.config import Strict
 from nnopt.core.errors import NnoptError
 from nnopt.core.registry import TASKS
@@ -161,6 +161,12 @@ class DistillationTask(TrainingTask):
                 for s, t in self.hints)
         return [self.adapters]
 
+    def to(self, device: torch.device) -> None:
+        """The teacher and the example batch on the device the student trains on."""
+        if movable(self.teacher):
+            self.teacher.to(device)
+        self.example = self.example.to(device)
+
     def teardown(self) -> None:
         for taps in self._taps:
             taps.remove()
@@ -175,7 +181,7 @@ class DistillationTask(TrainingTask):
             perm = torch.randperm(len(x))
             x = lam * x + (1 - lam) * x[perm]
         if self.cached is not None and index is not None:
-            t_out = self.cached[index]
+            t_out = self.cached[index].to(x.device)
         else:
             with torch.no_grad():
                 t_out = self.teacher(x)

@@ -28,7 +28,7 @@ def prunable_weights(model: nn.Module, exclude: list[str] | tuple[str, ...] = ()
 def _keep_top(scores: torch.Tensor, amount: float) -> torch.Tensor:
     """Mask keeping all but the ``amount`` share of lowest scores (ties broken by position)."""
     n_prune = int(round(amount * scores.numel()))
-    mask = torch.ones(scores.numel(), dtype=torch.bool)
+    mask = torch.ones(scores.numel(), dtype=torch.bool, device=scores.device)
     if n_prune > 0:
         idx = torch.argsort(scores.flatten(), stable=True)[:n_prune]
         mask[idx] = False
@@ -62,7 +62,7 @@ def random_masks(weights: dict[str, nn.Parameter], amount: float | dict[str, flo
                  scope: str = "layer", seed: int = 0) -> Masks:
     """Remove a random share of weights: the control for every scoring rule."""
     gen = torch.Generator().manual_seed(seed)
-    scores = {k: torch.rand(w.shape, generator=gen) for k, w in weights.items()}
+    scores = {k: torch.rand(w.shape, generator=gen).to(w.device) for k, w in weights.items()}
     return score_masks(scores, amount, scope)
 
 

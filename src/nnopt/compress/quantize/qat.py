@@ -80,7 +80,8 @@ class QuantLayer(nn.Module):
                 weight_scale(self.layer.weight, self.w_bits, self.per_channel)
             if s.numel() > 1:
                 w = torch.fake_quantize_per_channel_affine(
-                    w, s, torch.zeros(s.numel(), dtype=torch.int32), 0, -128, 127)
+                    w, s, torch.zeros(s.numel(), dtype=torch.int32, device=w.device), 0,
+                    -128, 127)
             else:
                 w = torch.fake_quantize_per_tensor_affine(w, float(s), 0, -128, 127)
         layer = self.layer

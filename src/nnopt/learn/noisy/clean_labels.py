@@ -90,8 +90,11 @@ def clean_labels(model: nn.Module, cfg: CleanLabelsConfig, ctx: RunContext) -> n
     if len(train) < 2 * cfg.folds:
         raise NnoptError(f"clean_labels needs at least {2 * cfg.folds} training examples")
     probs = out_of_sample_probs(model, train, cfg, ctx)
+    # in this process: cleanlab's pool forks a process that holds torch's threads (and
+    # inductor's, the loader's), and a forked pool worker was once seen stuck for ever on its
+    # queue's lock (the whole test suite hung); the search over the probabilities is fast alone
     flagged = find_label_issues(labels=train.y.numpy(), pred_probs=probs,
-                                filter_by=cfg.filter_by)
+                                filter_by=cfg.filter_by, n_jobs=1)
     flag = torch.from_numpy(flagged)
     if cfg.action == "relabel":
         y = torch.where(flag, torch.from_numpy(probs.argmax(1)), train.y)

@@ -59,7 +59,7 @@ class ElrTask(TrainingTask):
             raise ValueError("ELR keeps a target per training example: fit() must pass index")
         out = model(x)
         if self.target is None:
-            self.target = torch.zeros(self.examples, out.shape[1])
+            self.target = torch.zeros(self.examples, out.shape[1], device=out.device)
         p = out.softmax(1).clamp(1e-4, 1 - 1e-4)
         with torch.no_grad():
             self.target[index] = (self.cfg.beta * self.target[index]

@@ -59,14 +59,14 @@ def _geometry(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.
         theta[:, 0, 0] = scale * flip
         theta[:, 1, 1] = 1.0
         theta[:, 0, 2] = tx
-        grid = F.affine_grid(theta, [n, x.shape[1], 1, x.shape[2]], align_corners=False)
+        grid = F.affine_grid(theta.to(x), [n, x.shape[1], 1, x.shape[2]], align_corners=False)
         out = F.grid_sample(x[:, :, None, :], grid, mode="bilinear", padding_mode="border",
                             align_corners=False)
         return out[:, :, 0, :]
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
     theta[:, 0, 0], theta[:, 0, 1], theta[:, 0, 2] = cos * flip, -sin, tx
     theta[:, 1, 0], theta[:, 1, 1], theta[:, 1, 2] = sin * flip, cos, ty
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
@@ -84,7 +84,9 @@ def _erase(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Ten
 
 
 def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
-    """One random view of every example in ``x``; same shape, values within x's range."""
+    """One random view of every example in ``x``; same shape, values within x's range. The
+    image operations run where ``x`` is (the GPU when training runs there); the random draws
+    come from ``generator`` on the CPU, so a view does not depend on the device."""
     if x.dim() not in (3, 4):
         raise ValueError(f"augment expects (N, C, L) signals or (N, C, H, W) images, got "
                          f"shape {tuple(x.shape)}")
@@ -92,12 +94,12 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> 
     out = _geometry(x, cfg, generator)
     if cfg.jitter:
         n, view = len(x), [-1] + [1] * (x.dim() - 1)
-        contrast = _uniform(n, 1 - cfg.jitter, 1 + cfg.jitter, generator).view(view)
-        shift = _uniform(n, -cfg.jitter, cfg.jitter, generator).view(view) * (hi - lo) / 2
+        contrast = _uniform(n, 1 - cfg.jitter, 1 + cfg.jitter, generator).view(view).to(x)
+        shift = _uniform(n, -cfg.jitter, cfg.jitter, generator).view(view).to(x) * (hi - lo) / 2
         mean = out.mean(dim=tuple(range(1, x.dim())), keepdim=True)
         out = (out - mean) * contrast + mean + shift
     if cfg.noise:
-        out = out + cfg.noise * (hi - lo) * torch.randn(out.shape, generator=generator)
+        out = out + cfg.noise * (hi - lo) * torch.randn(out.shape, generator=generator).to(out)
     if cfg.erase:
         out = _erase(out, cfg, generator)
     return out.clamp(lo, hi)

@@ -78,7 +78,7 @@ class FixmatchTask(TrainingTask):
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  index: torch.Tensor | None = None) -> dict[str, Any]:
         cfg, n = self.cfg, len(x)
-        u = self.pool[torch.randint(len(self.pool), (cfg.ratio * n,), generator=self.gen)]
+        u = self.pool[torch.randint(len(self.pool), (cfg.ratio * n,), generator=self.gen)].to(x)
         views = torch.cat([augment(x, cfg.weak, self.gen), augment(u, cfg.weak, self.gen),
                            augment(u, cfg.strong, self.gen)])
         out = model(views)

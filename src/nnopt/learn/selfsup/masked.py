@@ -47,10 +47,10 @@ class MaskedTask(TrainingTask):
                  index: torch.Tensor | None = None) -> dict[str, Any]:
         assert self.decoder is not None, "setup() was not called"
         dec = self.decoder
-        mask = patch_mask(x.shape, self.patch, self.ratio, self.gen)
+        mask = patch_mask(x.shape, self.patch, self.ratio, self.gen).to(x)
         noisy = x * (1 - mask)
         if self.noise:
-            noisy = noisy + self.noise * torch.randn(x.shape, generator=self.gen) * (1 - mask)
+            noisy = noisy + self.noise * torch.randn(x.shape, generator=self.gen).to(x) * (1 - mask)
         recon = dec(embed_batch(model, noisy)).view(x.shape)
         err = (recon - x) ** 2
         masked = (err * mask).sum() / mask.sum().clamp_min(1)

@@ -28,8 +28,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     with torch.autocast(z1.device.type, enabled=False):  # fp32 similarities under bf16 training
         z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
         sim = z @ z.T / temperature
-    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
-    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=sim.device), float("-inf"))
+    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(sim.device)
     return F.cross_entropy(sim, partner)
 
 

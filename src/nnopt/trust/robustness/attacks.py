@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnopt.core.compute import home
+
 Norm = Literal["linf", "l2"]
 Model = Callable[[torch.Tensor], torch.Tensor]
 
@@ -46,7 +48,7 @@ def random_start(x: torch.Tensor, eps: float, norm: Norm, generator: torch.Gener
         d = x[0].numel()
         radius = torch.rand(len(x), generator=generator) ** (1.0 / d) * eps
         noise = direction / _flat_norm(direction) * radius.view(-1, *([1] * (x.dim() - 1)))
-    return project(x + noise.to(x.dtype), x, eps, norm)
+    return project(x + noise.to(x), x, eps, norm)  # drawn on the CPU: the same on any device
 
 
 def _loss_grad(model: Model, x_adv: torch.Tensor, y: torch.Tensor, targeted: bool
@@ -92,7 +94,7 @@ def pgd(model: Model, x: torch.Tensor, y: torch.Tensor, eps: float, *, steps: in
     labels = target if targeted else y
     g = torch.Generator().manual_seed(seed)
     best = x.clone()
-    done = torch.zeros(len(x), dtype=torch.bool)
+    done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     for _ in range(restarts):
         x_adv = random_start(x, eps, norm, g) if random_init else x.clone()
         for _ in range(steps):
@@ -125,15 +127,15 @@ def apgd_ce(model: Model, x: torch.Tensor, y: torch.Tensor, eps: float, *, steps
     momentum step between the gradient step and the last move."""
     g = torch.Generator().manual_seed(seed)
     view = (-1, *([1] * (x.dim() - 1)))
-    eta = torch.full((len(x),), 2.0 * eps)
+    eta = torch.full((len(x),), 2.0 * eps, device=x.device)
     x_adv = random_start(x, eps, norm, g)
     loss, grad, _ = _loss_grad(model, x_adv, y, False)
     best_x, best_loss = x_adv.clone(), loss.clone()
     x_prev = x_adv.clone()
     x_adv = project(x_adv + _step(grad, eta.view(view), norm), x, eps, norm)
     checks = _checkpoints(steps)
-    since_check = torch.zeros(len(x))
-    last_check, eta_changed_last = 0, torch.ones(len(x), dtype=torch.bool)
+    since_check = torch.zeros(len(x), device=x.device)
+    last_check, eta_changed_last = 0, torch.ones(len(x), dtype=torch.bool, device=x.device)
     best_at_last_check, loss_prev = best_loss.clone(), best_loss.clone()
     for k in range(1, steps):
         loss, grad, _ = _loss_grad(model, x_adv, y, False)
@@ -169,7 +171,7 @@ class StraightThrough(nn.Module):
         self.model, self.surrogate = model, surrogate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        approx = self.surrogate(x)
-        with torch.no_grad():
-            exact = self.model(x.detach())
-        return approx + (exact.to(approx.dtype) - approx).detach()
+        approx = self.surrogate(x.to(home(self.surrogate))).to(x.device)
+        with torch.no_grad():  # the artifact runs where its runtime is (the CPU)
+            exact = self.model(x.detach().to(home(self.model)))
+        return approx + (exact.to(approx) - approx).detach()

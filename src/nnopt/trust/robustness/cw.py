@@ -17,15 +17,15 @@ def cw_l2(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: tor
           steps: int = 100, c: float = 1.0, search_steps: int = 3, lr: float = 0.01,
           kappa: float = 0.0) -> torch.Tensor:
     n = len(x)
-    lo, hi = torch.zeros(n), torch.full((n,), 1e10)
-    const = torch.full((n,), c)
+    lo, hi = torch.zeros(n, device=x.device), torch.full((n,), 1e10, device=x.device)
+    const = torch.full((n,), c, device=x.device)
     best = x.clone()
-    best_norm = torch.full((n,), float("inf"))
+    best_norm = torch.full((n,), float("inf"), device=x.device)
     w0 = torch.atanh((x * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6))
     for _ in range(search_steps):
         w = w0.clone().requires_grad_(True)
         opt = torch.optim.Adam([w], lr=lr)
-        found = torch.zeros(n, dtype=torch.bool)
+        found = torch.zeros(n, dtype=torch.bool, device=x.device)
         for _ in range(steps):
             with torch.enable_grad():
                 x_adv = (torch.tanh(w) + 1) / 2

@@ -18,7 +18,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from nnopt.core.compute import predict
+from nnopt.core.compute import home, placed, predict
 from nnopt.core.config import BatchSize, Seed, Strict
 from nnopt.core.registry import METRICS
 from nnopt.measure.base import Measurement, is_artifact, is_stochastic
@@ -54,8 +54,13 @@ class RobustConfig(Strict):
     seed: Seed = 0
 
 
-def _batched(fn, x: torch.Tensor, y: torch.Tensor, size: int) -> torch.Tensor:
-    return torch.cat([fn(x[i:i + size], y[i:i + size]) for i in range(0, len(x), size)])
+def _batched(fn, x: torch.Tensor, y: torch.Tensor, size: int,
+             on: nn.Module | None = None) -> torch.Tensor:
+    """``fn`` on batches of (x, y) moved to the device of the model it attacks (``on``),
+    the adversarial points back on the CPU."""
+    dev = home(on) if on is not None else x.device
+    return torch.cat([fn(x[i:i + size].to(dev), y[i:i + size].to(dev)).cpu()
+                      for i in range(0, len(x), size)])
 
 
 def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, size: int) -> torch.Tensor:
@@ -91,9 +96,15 @@ def robust(m: Measurement) -> dict[str, float]:
     x, y = m.data.test.x[:cfg.examples], m.data.test.y[:cfg.examples]
     if x.dtype not in (torch.float32, torch.float64):
         return {}  # token ids: no L-p ball around the input
+    grad_model, how = gradient_model(m)
+    with placed(model, grad_model, m.reference):  # attacks run on the compute device
+        return _robust(m, cfg, model, grad_model, how, x, y)
+
+
+def _robust(m: Measurement, cfg: RobustConfig, model: nn.Module, grad_model: nn.Module | None,
+            how: str, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     bs = cfg.batch_size
     clean = _correct(model, x, y, bs)
-    grad_model, how = gradient_model(m)
     classes = m.logits.shape[1]
     out = {"clean_accuracy_attacked": clean.double().mean().item()}
     info: dict[str, dict] = {}
@@ -121,13 +132,14 @@ def robust(m: Measurement) -> dict[str, float]:
                 continue
             fn = lambda a, b: pgd(source.eval(), a, b, cfg.eps, steps=cfg.steps,  # noqa: E731
                                   seed=cfg.seed)
+            on = source
         elif name in white and grad_model is None:
             info[name] = {"skipped": how}
             continue
         else:
-            fn = attacks[name]
+            fn, on = attacks[name], grad_model if name in white else model
         start = time.perf_counter()
-        x_adv = _batched(fn, x, y, bs)
+        x_adv = _batched(fn, x, y, bs, on)
         seconds = time.perf_counter() - start
         if name == "cw_l2":  # unbounded: count the perturbations within the L2 budget
             norms = (x_adv - x).flatten(1).norm(dim=1)
@@ -176,7 +188,8 @@ def _curve_and_check(m: Measurement, cfg: RobustConfig, grad_model: nn.Module | 
             if eps == 0:
                 curves[attack].append([0.0, clean.double().mean().item()])
                 continue
-            x_adv = _batched(makers[attack](eps), x, y, bs)
+            x_adv = _batched(makers[attack](eps), x, y, bs,
+                             m.model if attack == "square" else grad_model)
             curves[attack].append(
                 [eps, (clean & _correct(m.model, x_adv, y, bs)).double().mean().item()])
     if curves:
@@ -190,7 +203,7 @@ def _curve_and_check(m: Measurement, cfg: RobustConfig, grad_model: nn.Module | 
             flags.append(f"{k} ({100 * other:.1f}%) beats the white-box attacks "
                          f"({100 * white:.1f}%): gradients may be masked")
     x_big = _batched(lambda a, b: pgd(grad_model, a, b, cfg.large_eps, steps=cfg.curve_steps,
-                                      seed=cfg.seed), x, y, bs)
+                                      seed=cfg.seed), x, y, bs, grad_model)
     big = (clean & _correct(m.model, x_big, y, bs)).double().mean().item()
     res["large_eps_accuracy"] = [cfg.large_eps, big]
     if big > 0.05:

@@ -52,21 +52,21 @@ def square_linf(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     def query(batch: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return margin(model(batch.reshape(len(batch), *shape[1:])).float(), labels)
 
-    signs = torch.randint(0, 2, (n, c, 1, w), generator=g).to(x.dtype) * 2 - 1
+    signs = torch.randint(0, 2, (n, c, 1, w), generator=g).to(x) * 2 - 1
     best = (img + eps * signs).clamp(0, 1)
     loss = query(best, y)
-    rows = torch.arange(h).view(1, 1, h, 1)
-    cols = torch.arange(w).view(1, 1, 1, w)
+    rows = torch.arange(h, device=x.device).view(1, 1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, 1, w)
     for it in range(1, queries):
         active = (loss > 0).nonzero()[:, 0]
         if not len(active):
             break
         xa, ba = img[active], best[active]
         s = max(1, min(h, w, round(math.sqrt(window_fraction(p_init, it, queries) * h * w))))
-        top = torch.randint(0, h - s + 1, (len(active), 1, 1, 1), generator=g)
-        left = torch.randint(0, w - s + 1, (len(active), 1, 1, 1), generator=g)
+        top = torch.randint(0, h - s + 1, (len(active), 1, 1, 1), generator=g).to(x.device)
+        left = torch.randint(0, w - s + 1, (len(active), 1, 1, 1), generator=g).to(x.device)
         window = (rows >= top) & (rows < top + s) & (cols >= left) & (cols < left + s)
-        signs = torch.randint(0, 2, (len(active), c, 1, 1), generator=g).to(x.dtype) * 2 - 1
+        signs = torch.randint(0, 2, (len(active), c, 1, 1), generator=g).to(x) * 2 - 1
         values = signs * eps
         candidate = torch.where(window, (xa + values).clamp(0, 1), ba)
         new = query(candidate, y[active])

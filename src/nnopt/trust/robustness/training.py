@@ -69,7 +69,7 @@ class AdversarialTask(TrainingTask):
             p_clean = model(x).softmax(1)
         g = torch.Generator().manual_seed(self.calls)
         self.calls += 1
-        x_adv = (x + 0.001 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+        x_adv = (x + 0.001 * torch.randn(x.shape, generator=g).to(x)).clamp(0, 1)
         for _ in range(self.cfg.steps):
             x_adv = x_adv.detach().requires_grad_(True)
             with torch.enable_grad():

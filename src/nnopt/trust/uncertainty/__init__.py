@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+from nnopt.core.compute import placed
+
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:
     """Shannon entropy in nats of each row of ``probs`` (0 log 0 = 0)."""
@@ -44,7 +46,6 @@ def is_sampler(model: nn.Module) -> bool:
     return hasattr(getattr(model, "net", model), "sample_logits")
 
 
-@torch.no_grad()
 def sample_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """(samples, examples, classes) logits of a sampling model (ensemble, MC dropout, Bayesian
     network); its input normalisation and compute dtype are applied as in its forward."""
@@ -56,9 +57,9 @@ def sample_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> 
     was = model.training
     model.eval()
     try:
-        parts = [net.sample_logits(norm(x[i:i + batch_size] if dtype is None
-                                        else x[i:i + batch_size].to(dtype))).float()
-                 for i in range(0, len(x), batch_size)]
+        with placed(model) as dev, torch.no_grad():
+            parts = [net.sample_logits(norm(x[i:i + batch_size].to(dev, dtype))).float().cpu()
+                     for i in range(0, len(x), batch_size)]
     finally:
         model.train(was)
     return torch.cat(parts, 1)

@@ -27,6 +27,7 @@ from pydantic import Field
 from torch import nn
 
 from nnopt.context import RunContext
+from nnopt.core.compute import placed
 from nnopt.core.config import Strict
 from nnopt.core.errors import NnoptError
 from nnopt.core.registry import STEPS, TRANSFORMS
@@ -122,11 +123,12 @@ def layer_inputs(model: nn.Module, layer: nn.Module, x: torch.Tensor,
                  batch_size: int = 1000) -> list[torch.Tensor]:
     """The inputs ``layer`` receives when ``model`` runs on ``x``, in batches."""
     out: list[torch.Tensor] = []
-    handle = layer.register_forward_hook(lambda m, i, o: out.append(i[0].detach().flatten(1)))
-    try:
-        with torch.no_grad():
+    handle = layer.register_forward_hook(
+        lambda m, i, o: out.append(i[0].detach().flatten(1).cpu()))
+    try:  # the forward passes on the compute device; the float64 curvature on the CPU
+        with placed(model) as dev, torch.no_grad():
             for i in range(0, len(x), batch_size):
-                model(x[i:i + batch_size])
+                model(x[i:i + batch_size].to(dev))
     finally:
         handle.remove()
     return out

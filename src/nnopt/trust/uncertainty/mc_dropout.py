@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nnopt.core.compute import placed
 from nnopt.core.registry import METRICS
 from nnopt.measure.base import Measurement, is_artifact
 from nnopt.measure.calibration import expected_calibration_error
@@ -20,7 +21,6 @@ def has_dropout(model: nn.Module) -> bool:
     return any(isinstance(m, DROPOUT) and m.p > 0 for m in model.modules())
 
 
-@torch.no_grad()
 def mc_logits(model: nn.Module, x: torch.Tensor, samples: int = SAMPLES, *, seed: int = 0,
               batch_size: int = 1000) -> torch.Tensor:
     """(samples, examples, classes) logits with only the dropout layers in training mode
@@ -32,14 +32,14 @@ def mc_logits(model: nn.Module, x: torch.Tensor, samples: int = SAMPLES, *, seed
     for m in model.modules():
         if isinstance(m, DROPOUT):
             m.train()
-    g_state = torch.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        return torch.stack([torch.cat([model(x[i:i + batch_size])
-                                       for i in range(0, len(x), batch_size)])
-                            for _ in range(samples)])
+    try:  # on the compute device; the dropout masks drawn from its generator, seeded
+        with placed(model) as dev, torch.no_grad(), torch.random.fork_rng(
+                devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(seed)
+            return torch.stack([torch.cat([model(x[i:i + batch_size].to(dev)).cpu()
+                                           for i in range(0, len(x), batch_size)])
+                                for _ in range(samples)])
     finally:
-        torch.set_rng_state(g_state)
         for m, mode in modes.items():
             m.train(mode)
 
