@@ -301,13 +301,13 @@ def write_comparison(reports: list[tuple[str, Report]], folder: str | Path) -> N
     if len(envs) > 1:
         doc.p("Warning: these runs were measured on different machines or versions; their "
               "latencies were not timed side by side: compare them with care.")
-    _how_computed(doc, reports)
     for run, r in reports:
         summary = r.summary or summarize(r)
         doc.ul([f"**{run}**: on {x['target']} recommend {x['stage'] or 'none'} "
                 f"({deployed_text(x.get('deployed', {}))}, "
                 f"{fmt('latency_ms/', x.get('latency_ms'))})"
                 for x in summary.get("recommendations", [])])
+    _how_computed(doc, reports)
     labels = [lab for lab, _ in recs]
     targets = sorted({t["name"] for _, r in reports for t in r.recipe.get("targets", [])})
     doc.h2("Stages")
