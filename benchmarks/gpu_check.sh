@@ -22,7 +22,7 @@ run() {  # seconds, part
 case "${1:-first}" in
 first)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
-    run 100 speed; run 100 same; run 60 ssl-speed; run 150 smoke ;;
+    run 100 speed; run 100 same; run 60 ssl-speed; run 160 smoke ;;
 ssl)
     run 330 ssl ;;
 *)

@@ -24,7 +24,7 @@ from nnopt.core.fileio import StagedFolder
 from nnopt.core.registry import COMMANDS, PLUGINS, REGISTRIES, Entry, find
 from nnopt.guide import guide_lines
 from nnopt.measure.target import Target
-from nnopt.recipe import Recipe, load_recipe
+from nnopt.recipe import Recipe, check_inputs, load_recipe
 from nnopt.report import load_report, write_comparison, write_report
 from nnopt.report.render import fmt, metric_columns
 from nnopt.report.summary import deployed_text
@@ -155,11 +155,14 @@ def _validate_args(sp: argparse.ArgumentParser) -> None:
     with_set(sp)
 
 
-@COMMANDS.register("validate", help="check a recipe without running anything",
+@COMMANDS.register("validate", help="check a recipe without training or measuring: its "
+                   "schema, the files it names, the model factory it imports",
                    arguments=_validate_args)
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Validate a recipe (every section against its registered config) without running it."""
+    """Validate a recipe (every section against its registered config, every path it names,
+    its model factory imported: a factory is code the user chose to run) without running it."""
     r = load_recipe(args.recipe, args.set, trust=args.trust)
+    check_inputs(r)
     stages = ", ".join(f"{s.name} ({s.step})" for s in r.stages) or "none (measure only)"
     print(f"ok: {args.recipe}: data {r.data.name}, model {r.model.name}, "
           f"{len(r.recipe.targets)} target(s), stages: {stages}")

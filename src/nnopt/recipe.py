@@ -16,12 +16,22 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nnopt.core.compute import DEVICE
-from nnopt.core.config import FACTORY, NAME, BatchSize, Epochs, Seed, Strict  # noqa: F401
+from nnopt.core.config import (  # noqa: F401
+    FACTORY,
+    NAME,
+    BatchSize,
+    Epochs,
+    Seed,
+    Strict,
+    anchor_paths,
+    path_fields,
+)
 from nnopt.core.errors import RecipeError, did_you_mean, unknown_choice
 from nnopt.core.registry import DATASETS, METRICS, MODELS, STEPS, Registry
 from nnopt.core.yaml_io import MAX_RECIPE_BYTES, Loc, YamlTooBig, safe_yaml, yaml_locations
 from nnopt.measure.decide import DecideConfig
 from nnopt.measure.target import Target
+from nnopt.models.factory import anchor_factory, resolve_factory
 
 DEFAULT_EVALUATE = ["accuracy", "nll", "params", "nonzero_params", "size", "compressed_size",
                     "macs", "latency"]
@@ -408,14 +418,43 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *
     raw, text = load_raw(path)
     resolved = resolve_with_overrides(raw, overrides, source=str(path), text=text)
     resolved.source = str(Path(path).resolve())
-    if trust:
+    anchor_recipe(resolved, Path(resolved.source).parent)
+    if trust:  # the command line's: a file path from the current folder
         try:
-            resolved.recipe.trust = [*resolved.recipe.trust, *trust]
+            resolved.recipe.trust = [*resolved.recipe.trust,
+                                     *(anchor_factory(t, Path.cwd()) for t in trust)]
         except ValidationError:
             bad = next(t for t in trust if not re.fullmatch(FACTORY, t))
-            raise RecipeError(f"--trust '{bad}': expected 'module:function', e.g. "
-                              "my_models:build") from None
+            raise RecipeError(f"--trust '{bad}': expected 'module:function' or "
+                              "'path/to/file.py:function', e.g. my_models:build") from None
     return resolved
+
+
+def anchor_recipe(resolved: ResolvedRecipe, base: Path) -> None:
+    """Every relative path of a recipe file (data files and folders, saved models, a trial
+    store, factory files and modules beside it) resolved from its folder ``base``, so that the
+    recipe means the same files from wherever it runs."""
+    anchor_paths([resolved.data, resolved.model, [s.config for s in resolved.stages],
+                  resolved.metric_options], base)
+    if isinstance(getattr(resolved.model, "factory", None), str):
+        resolved.model.factory = anchor_factory(resolved.model.factory, base)
+    resolved.recipe.trust = [anchor_factory(t, base) for t in resolved.recipe.trust]
+
+
+def check_inputs(resolved: ResolvedRecipe) -> None:
+    """What ``nnopt validate`` adds to the schema: the factory the recipe names is imported
+    (code the user chose to run) and every path it names exists (one line with the absolute
+    path when not)."""
+    named = [(("data",), resolved.data), (("model",), resolved.model)] + [
+        (("stages", i, s.step), s.config) for i, s in enumerate(resolved.stages)]
+    for prefix, section in named:
+        for loc, cfg, name in path_fields(section, prefix):
+            path = Path(getattr(cfg, name))
+            if name != "store" and not path.exists():  # a trial store is made when missing
+                raise RecipeError(f"{format_loc(loc)}: {path} does not exist (relative paths "
+                                  "are read from the recipe's folder)")
+    if isinstance(getattr(resolved.model, "factory", None), str):
+        resolve_factory(resolved.model.factory)
 
 
 def resolve_with_overrides(raw: Any, overrides: list[str] | tuple[str, ...] = (), *,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,4 +22,37 @@ Epochs = Annotated[int, Field(ge=1, le=100_000)]
 # A batch size: above this no batch fits in memory.
 BatchSize = Annotated[int, Field(ge=1, le=2 ** 20)]
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$"  # a name that is never a path
-FACTORY = r"^[\w.]+:[\w.]+$"  # 'package.module:function'
+# 'package.module:function', or 'path/to/file.py:function'
+FACTORY = r"^([\w.]+|[^:\n]+\.py):[\w.]+$"
+# the json_schema_extra of a config field that holds a path: a relative one in a recipe file
+# resolves from the recipe's folder (anchor_paths)
+PATH = {"recipe_path": True}
+
+
+def path_fields(obj: Any, loc: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...],
+                                                                      BaseModel, str]]:
+    """(location, config, field name) of every path field set in ``obj``, a config (or a list
+    or dict of them), nested configs included."""
+    if isinstance(obj, BaseModel):
+        for name, info in type(obj).model_fields.items():
+            value = getattr(obj, name, None)
+            if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get(
+                    "recipe_path") and isinstance(value, str):
+                yield loc + (name,), obj, name
+            else:
+                yield from path_fields(value, loc + (name,))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from path_fields(v, loc + (i,))
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from path_fields(v, loc + (k,))
+
+
+def anchor_paths(obj: Any, base: Path) -> None:
+    """Every relative path field of ``obj`` made absolute from ``base`` (a recipe's folder),
+    ``~`` expanded: a recipe means the same files from whatever folder it is run."""
+    for _, cfg, name in list(path_fields(obj)):
+        path = Path(getattr(cfg, name)).expanduser()
+        if not path.is_absolute():
+            setattr(cfg, name, str((base / path).resolve()))

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field
 
-from nnopt.core.config import Seed
+from nnopt.core.config import PATH, Seed
 from nnopt.core.environment import memory_bytes
 from nnopt.core.errors import DataError
 from nnopt.core.registry import DATASETS
@@ -18,7 +18,7 @@ from nnopt.data.base import DataConfig, DataSplits, make_splits
 
 class NpzConfig(DataConfig):
     name: Literal["npz"] = "npz"
-    path: str = Field(..., description="a .npz with x_train, y_train, x_test, y_test "
+    path: str = Field(..., json_schema_extra=PATH, description="a .npz with x_train, y_train, x_test, y_test "
                                        "(optional x_val, y_val); x as (N, C, ...) or (N, F)")
     num_classes: int | None = Field(None, ge=2, le=1_000_000, description="number of classes "
                                     "(default: the largest label + 1, every class present in "

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from nnopt.core.config import PATH
 from nnopt.core.errors import DataError
 from nnopt.core.registry import DATASETS
 from nnopt.data.base import DataConfig, DataSplits, make_splits
@@ -65,7 +66,7 @@ def read_binary_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 class Cifar10Config(DataConfig):
     name: Literal["cifar10"] = "cifar10"
-    root: str = Field(..., description="folder with data_batch_1..5 and test_batch "
+    root: str = Field(..., json_schema_extra=PATH, description="folder with data_batch_1..5 and test_batch "
                                        "(python version) or their .bin files")
 
 

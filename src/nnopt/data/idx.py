@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from nnopt.core.config import PATH
 from nnopt.core.environment import memory_bytes
 from nnopt.core.errors import DataError
 from nnopt.core.fileio import atomic_write_bytes, inflate
@@ -122,7 +123,8 @@ def download(url: str, folder: Path, checksums: dict[str, str]) -> dict[str, Pat
 
 
 class IdxConfig(DataConfig):
-    root: str | None = Field(None, description="folder with the four IDX files (.gz or plain)")
+    root: str | None = Field(None, json_schema_extra=PATH,
+                             description="folder with the four IDX files (.gz or plain)")
     download: bool = Field(False, description="download (with SHA-256 check) if not found")
 
 

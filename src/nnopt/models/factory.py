@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
 import inspect
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
 from pydantic import Field
 from torch import nn
 
-from nnopt.core.config import FACTORY
+from nnopt.core.config import FACTORY, PATH
 from nnopt.core.errors import RecipeError, first_line
 from nnopt.core.registry import MODELS
 from nnopt.models.base import ModelConfig
@@ -19,22 +24,75 @@ from nnopt.models.saving import load_model
 class FactoryConfig(ModelConfig):
     name: Literal["factory"] = "factory"
     factory: str = Field(..., pattern=FACTORY,
-                         description="'package.module:function' returning an nn.Module")
+                         description="'package.module:function' or 'path/to/file.py:function' "
+                         "returning an nn.Module; a relative path, or a module beside the "
+                         "recipe, is found from the recipe's folder")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments")
 
 
 class SavedConfig(ModelConfig):
     name: Literal["saved"] = "saved"
-    path: str = Field(..., description="folder of a model nnopt saved (model.safetensors + spec.json)")
+    path: str = Field(..., json_schema_extra=PATH,
+                      description="folder of a model nnopt saved (model.safetensors + spec.json)")
+
+
+def is_file_ref(ref: str) -> bool:
+    """Whether a factory reference names a file ('path/to/file.py:function')."""
+    return ref.rpartition(":")[0].endswith(".py")
+
+
+def anchor_factory(ref: str, base: Path) -> str:
+    """A recipe's factory reference as it runs from any folder: a file path made absolute from
+    the recipe's folder ``base``; a module that does not import from here but lies in that
+    folder ('my_model:build' beside the recipe) turned into that file's absolute path."""
+    where, _, attr = ref.rpartition(":")
+    if is_file_ref(ref):
+        path = Path(where).expanduser()
+        return f"{path if path.is_absolute() else (base / path).resolve()}:{attr}"
+    try:
+        found = importlib.util.find_spec(where) is not None
+    except (ImportError, ValueError):  # a parent package that does not import
+        found = False
+    beside = base / (where.replace(".", "/") + ".py")
+    return f"{beside.resolve()}:{attr}" if not found and beside.is_file() else ref
+
+
+def _import_file(ref: str) -> ModuleType:
+    path = Path(ref.rpartition(":")[0]).expanduser().absolute()
+    if not path.is_file():
+        raise RecipeError(f"model factory '{ref}': no file {path}")
+    name = "nnopt_factory_" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise RecipeError(f"model factory '{ref}': {path} is not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # before it runs, as an import does (dataclasses need it)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001  (the user's code: its failure is theirs to fix)
+        del sys.modules[name]
+        first = first_line(exc, default="")
+        raise RecipeError(f"model factory '{ref}': importing {path} raised "
+                          f"{type(exc).__name__}{': ' + first if first else ''}") from None
+    return module
 
 
 def resolve_factory(ref: str) -> Any:
-    """Import 'package.module:function'; a bad reference raises RecipeError."""
-    module_name, _, attr = ref.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise RecipeError(f"model factory '{ref}': cannot import {module_name}: {exc}") from None
+    """Import 'package.module:function' or 'path/to/file.py:function'; a bad reference raises
+    RecipeError (a missing file with its absolute path)."""
+    module_name, _, attr = ref.rpartition(":")
+    if is_file_ref(ref):
+        obj: Any = _import_file(ref)
+        module_name = str(Path(module_name).expanduser().absolute())
+    else:
+        try:
+            obj = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise RecipeError(f"model factory '{ref}': cannot import {module_name}: {exc} (a "
+                              "module beside the recipe, or a file path "
+                              "'path/to/file.py:function', is found from any folder)") from None
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise RecipeError(f"model factory '{ref}': {module_name} has no attribute '{attr}'")

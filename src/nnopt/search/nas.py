@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from nnopt.context import RunContext
 from nnopt.core.compute import compute_device
-from nnopt.core.config import Strict
+from nnopt.core.config import PATH, Strict
 from nnopt.core.errors import NnoptError, unknown_choice
 from nnopt.core.registry import STEPS, STRATEGIES
 from nnopt.models import build_model
@@ -84,7 +84,7 @@ class NasConfig(Strict):
     resources_per_trial: Resources = Field(
         default_factory=lambda: Resources(), description="ray: the CPUs and GPUs each trial "
         "holds; a trial given a GPU trains on it (else on the CPU)")
-    store: str | None = Field(None, description="folder of the trial store (default: "
+    store: str | None = Field(None, json_schema_extra=PATH, description="folder of the trial store (default: "
                               "<out>.trials/<stage> beside the run folder)")
     resume: bool = Field(True, description="reuse stored trials of the same search")
     retrain: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=5),
