@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import subprocess
 import sys
 import types
 import typing
@@ -30,7 +29,7 @@ from nnopt.report.render import fmt, metric_columns
 from nnopt.report.summary import deployed_text
 from nnopt.runner import run_recipe
 from nnopt.search.executors import get_executor
-from nnopt.sweep import run_sweep, torchrun_command, torchrun_env
+from nnopt.sweep import run_sweep, run_torchrun, torchrun_command
 from nnopt.train.distributed import finish, init_from_env, rank
 
 EXIT_INPUT = 2
@@ -120,14 +119,7 @@ def launch(args: argparse.Namespace, out: Path) -> int:
         rendezvous += ["--node-rank", str(args.node_rank)] if args.node_rank is not None else []
     cmd = torchrun_command(args.recipe, out, args.nproc, args.set, args.trust, quiet=args.quiet,
                            rendezvous=rendezvous)
-    env = torchrun_env(args.nproc)
-    proc = subprocess.Popen(cmd, env=env)
-    try:
-        code = proc.wait()
-    except BaseException:  # Ctrl-C, SIGTERM: torchrun stops its processes, which clean up
-        proc.terminate()
-        proc.wait()
-        raise
+    code, _ = run_torchrun(cmd, args.nproc)
     if code:
         print(f"nnopt: error: the distributed run failed (exit {code}; the failing process's "
               "message is above); no partial output was kept", file=sys.stderr)

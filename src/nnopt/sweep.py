@@ -143,30 +143,32 @@ def torchrun_command(recipe: str, out: str | Path, nproc: int, sets: list[str],
     return cmd + (["--quiet"] if quiet else [])
 
 
-def torchrun_env(nproc: int) -> dict[str, str]:
-    """The environment of a torchrun launch: the machine's cores shared among the processes
-    (unless OMP_NUM_THREADS says otherwise)."""
+def run_torchrun(cmd: list[str], nproc: int, **popen: Any) -> tuple[int, str | None]:
+    """Run a torchrun launch to its end, the machine's cores shared among its ``nproc``
+    processes (unless OMP_NUM_THREADS says otherwise); (exit code, stderr when ``popen`` pipes
+    it). On Ctrl-C or SIGTERM torchrun is stopped, which stops its processes, which clean up."""
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    return env
+    proc = subprocess.Popen(cmd, env=env, **popen)
+    try:
+        _, err = proc.communicate()
+    except BaseException:
+        proc.terminate()
+        proc.wait()
+        raise
+    return proc.returncode, err
 
 
 def _run_distributed(v: Variant) -> Report:
     """A variant run data-parallel on ``v.nproc`` processes; its report read back."""
-    proc = subprocess.Popen(torchrun_command(v.recipe_path, v.out, v.nproc, v.overrides,
-                                             v.trust, quiet=True),
-                            env=torchrun_env(v.nproc), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        _, err = proc.communicate()
-    except BaseException:  # Ctrl-C: torchrun stops its processes, which clean up
-        proc.terminate()
-        proc.wait()
-        raise
-    if proc.returncode:
+    code, err = run_torchrun(torchrun_command(v.recipe_path, v.out, v.nproc, v.overrides,
+                                              v.trust, quiet=True),
+                             v.nproc, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    if code:
         lines = [ln for ln in (err or "").splitlines() if ln.startswith("nnopt: error")]
         raise NnoptError(lines[0].removeprefix("nnopt: error: ") if lines else
-                         f"the {v.nproc}-process run failed (exit {proc.returncode})")
+                         f"the {v.nproc}-process run failed (exit {code})")
     return load_report(v.out)
 
 
