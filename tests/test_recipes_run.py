@@ -11,7 +11,7 @@ from nnopt.cli import main
 from nnopt.recipe import load_raw
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST_TARGET = ["warmup=1", "repeats=5", "min_seconds=0", "batch_size=4"]
+FAST_TARGET = ["warmup=1", "repeats=5", "min_seconds=0", "batch_size=4", "threads=1"]
 
 
 def _epoch_keys(cfg: dict, prefix: str = "") -> list[str]:
@@ -29,7 +29,7 @@ def tiny_overrides(recipe: Path) -> list[str]:
     raw, _ = load_raw(recipe)
     sets = ["data.limit=256", "data.eval_limit=128"]
     if "sentences" in recipe.read_text():
-        sets.append("data.size=200")
+        sets += ["data.size=200", "data.max_length=16"]
     for i, stage in enumerate(raw.get("stages", [])):
         step = next(k for k in stage if k not in ("from", "device"))
         if step == "train":
@@ -52,8 +52,11 @@ def tiny_overrides(recipe: Path) -> list[str]:
             "curve=[0.0,0.1]", "curve_steps=2")]
     if "corruption" in options:
         sets.append("metric_options.corruption.examples=16")
-    for i, _ in enumerate(raw.get("targets", [])):
+    for i, target in enumerate(raw.get("targets", [])):
         sets += [f"targets.{i}.{kv}" for kv in FAST_TARGET]
+        if "runtimes" not in target:  # quantize auto: the target's runtime and ONNX Runtime;
+            # OpenVINO and ExecuTorch candidates inside auto are tested in test_runtimes.py
+            sets.append(f"targets.{i}.runtimes=[{target.get('runtime', 'torch')}, onnxruntime]")
     return sets
 
 

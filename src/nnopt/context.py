@@ -21,6 +21,7 @@ from nnopt.recipe import ResolvedRecipe
 from nnopt.train.callbacks import FitState, PhaseBar, ProgressBar
 from nnopt.train.fit import TrainConfig, fit
 from nnopt.train.masks import KeepMasks, masks_from_zeros
+from nnopt.train.tracking import TrackEpochs, Tracker
 
 
 @dataclass
@@ -36,6 +37,7 @@ class RunContext:
     stage: str = ""
     models: dict[str, nn.Module] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    tracker: Tracker | None = None  # MLflow / TensorBoard, when the recipe asks (process 0)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("nnopt"))
 
     @property
@@ -75,6 +77,8 @@ class RunContext:
         when the training labels were corrupted on purpose and ``monitor`` is on, the noisy-label
         monitor (memorisation and clean test accuracy per epoch, the last epoch's figures)."""
         out: list[Any] = [ProgressBar()] if self.progress else []
+        if self.tracker is not None:
+            out.append(TrackEpochs(self.tracker))
         if monitor and self.data.train.y_clean is not None:
             out.append(NoiseMonitor(self.data.train, self.data))
         sparse = (getattr(model, "spec", None) or {}).get("sparsity")

@@ -9,9 +9,10 @@ report's sections.
 
 # ruff: noqa: F401, I001  (the order is meaningful: it is the order of the report's sections)
 # floor 2: datasets and models
-from nnopt.data import arrays, cifar10, digits, idx, mnist1d, sentences
-from nnopt.models import (capsnet, cnn, cnn1d, convattn, darts, deployed, factory, lenet, minilm,
-                          mlp, resnet, vit, wann)
+from nnopt.data import (arrays, cifar10, digits, hf_datasets, idx, imagefolder, mnist1d,
+                        sentences, tabular)
+from nnopt.models import (capsnet, cnn, cnn1d, convattn, darts, deployed, factory, hf, lenet,
+                          minilm, mlp, resnet, timm_models, vit, wann)
 
 # floor 3: training tasks
 from nnopt.train import task

@@ -31,7 +31,8 @@ from nnopt.core.registry import DATASETS, METRICS, MODELS, STEPS, Registry
 from nnopt.core.yaml_io import MAX_RECIPE_BYTES, Loc, YamlTooBig, safe_yaml, yaml_locations
 from nnopt.measure.decide import DecideConfig
 from nnopt.measure.target import Target
-from nnopt.models.factory import anchor_factory, resolve_factory
+from nnopt.models.factory import anchor_factory, model_section, resolve_factory
+from nnopt.train.tracking import TrackingConfig
 
 DEFAULT_EVALUATE = ["accuracy", "nll", "params", "nonzero_params", "size", "compressed_size",
                     "macs", "latency"]
@@ -79,6 +80,9 @@ class Recipe(Strict):
         "(e.g. robust: {eps: 0.1})")
     decide: DecideConfig = Field(default_factory=DecideConfig, description="the constraints "
                                  "the recommended stage per target must meet")
+    tracking: TrackingConfig | None = Field(None, description="log the run to MLflow "
+                                            "({mlflow: {uri: ...}}) and/or TensorBoard "
+                                            "({tensorboard: DIR})")
 
     @field_validator("targets")
     @classmethod
@@ -220,16 +224,6 @@ def _section(registry: Registry, raw: Any, loc: Loc, where: _Where, errors: list
     return _validate(registry.get(name).config, raw, loc, where, errors)
 
 
-def _model_section(raw: Any) -> Any:
-    """Shortcuts: ``{factory: 'pkg.mod:fn'}`` and ``{path: DIR}`` need no 'name'."""
-    if isinstance(raw, dict) and "name" not in raw:
-        if "factory" in raw:
-            return {"name": "factory", **raw}
-        if "path" in raw:
-            return {"name": "saved", **raw}
-    return raw
-
-
 def resolve(raw: Any, *, source: str = "recipe", text: str | None = None,
             overridden: dict[Loc, str] | None = None) -> ResolvedRecipe:
     """Validate a raw recipe mapping; raise RecipeError naming every problem found."""
@@ -241,7 +235,14 @@ def resolve(raw: Any, *, source: str = "recipe", text: str | None = None,
     if recipe is None:
         _raise(errors)
     data = _section(DATASETS, recipe.data, ("data",), where, errors)
-    model = _section(MODELS, _model_section(recipe.model), ("model",), where, errors)
+    model = _section(MODELS, model_section(recipe.model), ("model",), where, errors)
+    if getattr(data, "text", None) and getattr(data, "tokenizer", "") is None:
+        if isinstance(getattr(model, "hf", None), str):  # the model folder's own tokenizer
+            data.tokenizer = model.hf
+        else:
+            errors.append(f"{where(('data', 'text'))}: data.text needs a tokenizer: "
+                          "data.tokenizer: a tokenizer.json, a model folder holding one, or "
+                          "'minilm' (an hf model folder's is taken by default)")
     for i, metric in enumerate(recipe.evaluate):
         if metric not in METRICS:
             errors.append(f"{where(('evaluate', i))}: "
@@ -435,7 +436,7 @@ def anchor_recipe(resolved: ResolvedRecipe, base: Path) -> None:
     store, factory files and modules beside it) resolved from its folder ``base``, so that the
     recipe means the same files from wherever it runs."""
     anchor_paths([resolved.data, resolved.model, [s.config for s in resolved.stages],
-                  resolved.metric_options], base)
+                  resolved.metric_options, resolved.recipe.tracking], base)
     if isinstance(getattr(resolved.model, "factory", None), str):
         resolved.model.factory = anchor_factory(resolved.model.factory, base)
     resolved.recipe.trust = [anchor_factory(t, base) for t in resolved.recipe.trust]

@@ -10,10 +10,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from nnopt.context import RunContext
-from nnopt.core.compute import on_device, predict, resolve_device, seed_everything
+from nnopt.core.compute import (
+    compute_device,
+    on_device,
+    predict,
+    resolve_device,
+    seed_everything,
+)
 from nnopt.core.environment import environment, memory_bytes
 from nnopt.core.errors import DataError, NnoptError
 from nnopt.core.fileio import StagedFolder
@@ -32,6 +39,7 @@ from nnopt.recipe import INPUT, ResolvedRecipe
 from nnopt.report import Report, StageRecord, write_report
 from nnopt.report.summary import run_metadata
 from nnopt.train.distributed import local_only, rank, world
+from nnopt.train.tracking import open_tracker
 
 log = logging.getLogger("nnopt")
 LATENCY = "latency"  # timed for all stages together, after them (the timing pass)
@@ -75,57 +83,82 @@ def run_recipe(resolved: ResolvedRecipe, out_dir: str | Path, *, progress: bool 
     devices = {s.name: resolve_device(s.device) if s.device else device for s in resolved.stages}
     with StagedFolder(out_dir, "run") if main else scratch() as staging, on_device(device):
         data, model = prepare(resolved)
-        initial = model
         ctx = RunContext(recipe=resolved, data=data, out_dir=staging, seed=recipe.seed,
                          progress=progress, final_dir=Path(out_dir))
-        records: list[StageRecord] = []
-        stages = resolved.stages or []
-        models: dict[str, nn.Module] = {}
-        parents: dict[str, str] = {}
-        floats: dict[str, str] = {INPUT: INPUT}  # stage -> the stage of its float model
-        if not stages:
-            if main:
-                with local_only():
-                    records.append(_measure_stage(ctx, "input", "input", model, 0.0, staging))
-            models["input"] = model
-        previous = INPUT
-        for spec in stages:
-            # the stage this one starts from ("input": the recipe's untrained model)
-            source_name = spec.source or previous
-            ctx.stage, ctx.details = spec.name, {"from": source_name}
-            previous = spec.name
-            log.info("stage %s (%s)", spec.name, spec.step)
-            start = time.perf_counter()
-            seed_everything(recipe.seed)
-            source = initial if source_name == INPUT else ctx.models[source_name]
-            with on_device(devices[spec.name]):
-                out = STEPS.get(spec.step).fn(source, spec.config, ctx)
-            _note_replicated(ctx)
-            if not isinstance(out, nn.Module):
-                raise NnoptError(f"step '{spec.step}' returned {type(out).__name__}, not a model")
-            seconds = time.perf_counter() - start
-            floats[spec.name] = floats[source_name] if is_artifact(out) else spec.name
-            float_name = floats[spec.name]
-            float_model = initial if float_name == INPUT else ctx.models.get(float_name, out)
-            if main:
-                with local_only():
-                    records.append(_measure_stage(
-                        ctx, spec.name, spec.step, out, seconds, staging, parent=float_model,
-                        parent_name="the recipe's input model" if float_name == INPUT else
-                        f"the float model of stage '{float_name}'"))
-            ctx.models[spec.name] = models[spec.name] = out
-            if source_name != INPUT:
-                parents[spec.name] = source_name
-            model = out
-        report = Report(nnopt_version=__version__, recipe=resolved.to_dict(),
-                        environment={**environment(), "device": str(device)},
-                        data=data.summary(), stages=records,
-                        run=run_metadata(resolved))
+        if main:
+            ctx.tracker = open_tracker(recipe.tracking, Path(out_dir), recipe.name,
+                                       {"nnopt.recipe": resolved.source or "",
+                                        "nnopt.version": __version__})
+        try:
+            report = _run_stages(ctx, resolved, model, devices, staging, main)
+        except BaseException:
+            if ctx.tracker is not None:
+                ctx.tracker.close(ok=False)
+            raise
+        if ctx.tracker is not None:
+            ctx.tracker.close(ok=True, folder=staging)
+    return report
+
+
+def _run_stages(ctx: RunContext, resolved: ResolvedRecipe, model: nn.Module,
+                devices: dict[str, torch.device], staging: Path, main: bool) -> Report:
+    """Every stage in order, each measured; then the side-by-side timing and the report."""
+    recipe, data = resolved.recipe, ctx.data
+    initial = model
+    device = compute_device()
+    if ctx.tracker is not None and ctx.tracker.mlflow is not None:
+        ctx.tracker.mlflow.params(resolved.to_dict())
+    records: list[StageRecord] = []
+    stages = resolved.stages or []
+    models: dict[str, nn.Module] = {}
+    parents: dict[str, str] = {}
+    floats: dict[str, str] = {INPUT: INPUT}  # stage -> the stage of its float model
+    if not stages:
         if main:
             with local_only():
-                if LATENCY in recipe.evaluate and ctx.targets:
-                    _time_side_by_side(ctx, records, models, parents, staging)
-                write_report(report, staging)
+                records.append(_measure_stage(ctx, "input", "input", model, 0.0, staging))
+        models["input"] = model
+    previous = INPUT
+    for spec in stages:
+        # the stage this one starts from ("input": the recipe's untrained model)
+        source_name = spec.source or previous
+        ctx.stage, ctx.details = spec.name, {"from": source_name}
+        previous = spec.name
+        log.info("stage %s (%s)", spec.name, spec.step)
+        start = time.perf_counter()
+        seed_everything(recipe.seed)
+        source = initial if source_name == INPUT else ctx.models[source_name]
+        with on_device(devices[spec.name]):
+            out = STEPS.get(spec.step).fn(source, spec.config, ctx)
+        _note_replicated(ctx)
+        if not isinstance(out, nn.Module):
+            raise NnoptError(f"step '{spec.step}' returned {type(out).__name__}, not a model")
+        seconds = time.perf_counter() - start
+        floats[spec.name] = floats[source_name] if is_artifact(out) else spec.name
+        float_name = floats[spec.name]
+        float_model = initial if float_name == INPUT else ctx.models.get(float_name, out)
+        if main:
+            with local_only():
+                records.append(_measure_stage(
+                    ctx, spec.name, spec.step, out, seconds, staging, parent=float_model,
+                    parent_name="the recipe's input model" if float_name == INPUT else
+                    f"the float model of stage '{float_name}'"))
+        ctx.models[spec.name] = models[spec.name] = out
+        if source_name != INPUT:
+            parents[spec.name] = source_name
+        model = out
+    report = Report(nnopt_version=__version__, recipe=resolved.to_dict(),
+                    environment={**environment(), "device": str(device)},
+                    data=data.summary(), stages=records,
+                    run=run_metadata(resolved))
+    if main:
+        with local_only():
+            if LATENCY in recipe.evaluate and ctx.targets:
+                _time_side_by_side(ctx, records, models, parents, staging)
+            write_report(report, staging)
+        if ctx.tracker is not None:  # latencies are known only now, after the timing pass
+            for i, rec in enumerate(records):
+                ctx.tracker.stage(i, rec.name, rec.metrics)
     return report
 
 

@@ -31,6 +31,7 @@ from nnopt.report.render import Doc, figures, fmt, metric_columns, metrics_table
 from nnopt.report.summary import deployed_text
 from nnopt.runner import run_recipe
 from nnopt.search.executors import Executor
+from nnopt.train.tracking import Tracker, TrackingConfig, open_tracker
 
 
 def parse_grid(specs: list[str]) -> list[tuple[str, list[Any]]]:
@@ -205,6 +206,46 @@ def run_sweep(recipe_path: str, grid_specs: list[str], out: str | Path, executor
         except RecipeError as exc:
             raise RecipeError(f"variant {v.name}: {exc}") from None
     staged.check()
+    tracker = _parent_run(recipe_path, list(overrides or []), trust, out, jobs, grid)
+    try:
+        done = _run_variants(jobs, executor, out, recipe_path, grid, on_result)
+        if tracker is not None:  # each variant's last-stage metrics, beside its child run's
+            for i, res in enumerate(done):
+                tracker.stage(i, res.name, res.metrics)
+    except BaseException:
+        if tracker is not None:
+            tracker.close(ok=False)
+        raise
+    if tracker is not None:
+        tracker.close(ok=True, folder=out)
+    return done
+
+
+def _parent_run(recipe_path: str, overrides: list[str], trust: Any, out: Path,
+                jobs: list[Variant], grid: list[tuple[str, list[Any]]]) -> Tracker | None:
+    """With MLflow tracking in the recipe: the sweep's own run, and each variant told to log
+    as its child in the same store."""
+    recipe = load_recipe(recipe_path, overrides, trust=trust).recipe
+    ml = recipe.tracking.mlflow if recipe.tracking else None
+    if ml is None:
+        return None
+    tracker = open_tracker(TrackingConfig(mlflow=ml), out, recipe.name,
+                           {"nnopt.sweep": "true", "nnopt.recipe": str(Path(recipe_path).resolve())})
+    assert tracker is not None and tracker.mlflow is not None
+    try:
+        tracker.mlflow.params({"grid": dict(grid), "overrides": overrides or None})
+    except BaseException:
+        tracker.close(ok=False)
+        raise
+    for v in jobs:
+        v.overrides += [f"tracking.mlflow.uri='{tracker.mlflow.uri}'",
+                        f"tracking.mlflow.parent='{tracker.mlflow.run_id}'",
+                        f"tracking.mlflow.experiment='{ml.experiment or recipe.name}'"]
+    return tracker
+
+
+def _run_variants(jobs: list[Variant], executor: Executor, out: Path, recipe_path: str,
+                  grid: list[tuple[str, list[Any]]], on_result: Any) -> list[VariantResult]:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -29,6 +29,11 @@ FACTORY = r"^([\w.]+|[^:\n]+\.py):[\w.]+$"
 PATH = {"recipe_path": True}
 
 
+def path_or(*names: str) -> dict[str, Any]:
+    """The marker of a field that holds a path or one of ``names`` (never anchored)."""
+    return {"recipe_path": True, "names": list(names)}
+
+
 def path_fields(obj: Any, loc: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...],
                                                                       BaseModel, str]]:
     """(location, config, field name) of every path field set in ``obj``, a config (or a list
@@ -36,8 +41,9 @@ def path_fields(obj: Any, loc: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any
     if isinstance(obj, BaseModel):
         for name, info in type(obj).model_fields.items():
             value = getattr(obj, name, None)
-            if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get(
-                    "recipe_path") and isinstance(value, str):
+            extra = info.json_schema_extra
+            if isinstance(extra, dict) and extra.get("recipe_path") and isinstance(value, str) \
+                    and value not in extra.get("names", ()):
                 yield loc + (name,), obj, name
             else:
                 yield from path_fields(value, loc + (name,))

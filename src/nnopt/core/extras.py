@@ -23,6 +23,11 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "openvino": ("openvino", "openvino"),
     "nncf": ("nncf", "openvino"),
     "executorch": ("executorch", "executorch"),
+    "transformers": ("transformers", "hf"),
+    "datasets": ("datasets", "hf"),
+    "pyarrow": ("pyarrow", "tabular"),
+    "mlflow": ("mlflow", "mlflow"),
+    "tensorboard": ("tensorboard", "tensorboard"),
 }
 
 

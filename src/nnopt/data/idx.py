@@ -9,9 +9,11 @@ import struct
 import urllib.request
 import zlib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from pydantic import Field
 
 from nnopt.core.config import PATH
@@ -126,6 +128,9 @@ class IdxConfig(DataConfig):
     root: str | None = Field(None, json_schema_extra=PATH,
                              description="folder with the four IDX files (.gz or plain)")
     download: bool = Field(False, description="download (with SHA-256 check) if not found")
+    size: list[Annotated[int, Field(ge=4, le=1024)]] | None = Field(
+        None, min_length=2, max_length=2, description="[height, width] the 28x28 images are "
+        "resized to (bilinear), e.g. [32, 32] for ImageNet-style models")
 
 
 def load_idx(name: str, cfg: IdxConfig, classes: list[str], how_to_get: str,
@@ -141,7 +146,13 @@ def load_idx(name: str, cfg: IdxConfig, classes: list[str], how_to_get: str,
     for split in ("train", "test"):
         if len(arrays[f"{split}_x"]) != len(arrays[f"{split}_y"]):
             raise DataError(f"dataset '{name}': {split} images and labels differ in length")
-    to_x = lambda a: (a.astype(np.float32) / 255.0)[:, None, :, :]  # noqa: E731
+    def to_x(a: np.ndarray) -> np.ndarray | torch.Tensor:
+        x = (a.astype(np.float32) / 255.0)[:, None, :, :]
+        if cfg.size is None or list(x.shape[2:]) == list(cfg.size):
+            return x
+        return F.interpolate(torch.from_numpy(x), size=tuple(cfg.size), mode="bilinear",
+                             align_corners=False, antialias=True).clamp_(0.0, 1.0)
+
     return make_splits(name, cfg, to_x(arrays["train_x"]), arrays["train_y"].astype(np.int64),
                        to_x(arrays["test_x"]), arrays["test_y"].astype(np.int64),
                        class_names=classes, num_classes=len(classes))

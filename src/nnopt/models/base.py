@@ -65,12 +65,22 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...] | list[int], num_
     spec = {
         "format": "nnopt-model",
         "version": 1,
-        "model": cfg.model_dump(mode="json"),
+        "model": model_record(cfg, num_classes),
         "input_shape": list(input_shape),
         "num_classes": num_classes,
         "normalize": {"mean": list(mean), "std": list(std)} if norm is not None else None,
     }
     return NnoptModel(net, norm, spec)
+
+
+def model_record(cfg: ModelConfig, num_classes: int) -> dict[str, Any]:
+    """The model section a spec records: the architecture alone. Fields that only initialise
+    (a local pretrained file) are left out, and a model read from a folder records the config
+    it was built from, so that a reload takes the saved weights and reads no other file."""
+    entry = MODELS.get(cfg.name)
+    if "spec" in entry.meta:
+        return entry.meta["spec"](cfg, num_classes)
+    return cfg.model_dump(mode="json", exclude=set(entry.meta.get("initial", ())))
 
 
 def weightless_count(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int

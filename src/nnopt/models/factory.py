@@ -36,6 +36,20 @@ class SavedConfig(ModelConfig):
                       description="folder of a model nnopt saved (model.safetensors + spec.json)")
 
 
+# a model section's key that names its kind without 'name': {timm: NAME}, {hf: {...}}, ...
+SHORTCUTS = {"factory": "factory", "path": "saved", "timm": "timm", "hf": "hf"}
+
+
+def model_section(raw: Any) -> Any:
+    """A model section with its 'name' filled in from a shortcut key: ``{factory:
+    'pkg.mod:fn'}``, ``{path: DIR}`` (a saved model), ``{timm: NAME}``, ``{hf: ...}``."""
+    if isinstance(raw, dict) and "name" not in raw:
+        for key, name in SHORTCUTS.items():
+            if key in raw:
+                return {"name": name, **raw}
+    return raw
+
+
 def is_file_ref(ref: str) -> bool:
     """Whether a factory reference names a file ('path/to/file.py:function')."""
     return ref.rpartition(":")[0].endswith(".py")

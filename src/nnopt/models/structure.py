@@ -16,7 +16,7 @@ from torch import nn
 # size attributes that layers read in forward() or repr; tuples are stored as lists
 SIZE_ATTRS = ("in_channels", "out_channels", "in_features", "out_features", "num_features",
               "normalized_shape", "num_heads", "head_dim", "num_channels", "num_groups",
-              "embed_dim")
+              "embed_dim", "heads", "num_attention_heads", "all_head_size", "groups")
 
 
 def _attrs(module: nn.Module) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from nnopt.core.config import Strict
 from nnopt.core.registry import MODELS, STEPS
 from nnopt.measure.efficiency import count_params
 from nnopt.models.base import build_model
+from nnopt.models.factory import model_section
 from nnopt.train.fit import TrainConfig, label_smoothing
 
 
@@ -32,8 +33,10 @@ class DistillStepConfig(DistillConfig):
     def _student(cls, raw: Any) -> Any:
         if raw is None or isinstance(raw, Strict):
             return raw
+        raw = model_section(raw)
         if not isinstance(raw, dict) or "name" not in raw:
-            raise ValueError("student is a model section with a name, e.g. {name: cnn, width: 8}")
+            raise ValueError("student is a model section, e.g. {name: cnn, width: 8} or {timm: "
+                             "mobilenetv3_small_050}")
         if raw["name"] not in MODELS:
             raise ValueError(f"unknown student model '{raw['name']}'; models: "
                              + ", ".join(MODELS.names()))

@@ -134,3 +134,18 @@ def channels_section(doc: Doc, labels: list[str], records: list[StageRecord], fi
     if rows:
         doc.h2("Channels removed")
         doc.table(["stage", "layer", "out channels before", "after"], rows)
+
+
+@register_section
+def heads_section(doc: Doc, labels: list[str], records: list[StageRecord], figs: Path) -> None:
+    rows = [[lab, k, f"{v['heads'][0]} -> {v['heads'][1]}", f"{v['ffn'][0]} -> {v['ffn'][1]}"]
+            for lab, s in zip(labels, records) for k, v in (s.details.get("heads") or {}).items()]
+    if rows:
+        doc.h2("Attention heads and FFN neurons removed")
+        for lab, s in zip(labels, records):
+            rec = PruningRecord.of(s.details)
+            if rec is not None and rec.method == "heads":
+                doc.p(f"{lab}: per layer, the least important heads and FFN neurons by "
+                      f"{rec.importance} importance were removed (rows of the query, key, value "
+                      "and FFN input projections, columns of the output projections).")
+        doc.table(["stage", "layer", "heads", "FFN neurons"], rows)

@@ -13,6 +13,7 @@ from torch import nn
 from nnopt.compress.distill.step import distillation_task
 from nnopt.compress.distill.task import DistillConfig
 from nnopt.compress.prune import masks as M
+from nnopt.compress.prune.heads import prune_heads_ffn
 from nnopt.compress.prune.preflight import preflight
 from nnopt.compress.prune.records import PruningRecord
 from nnopt.compress.prune.schedule import GradualPruning
@@ -117,7 +118,22 @@ class ChannelConfig(_Common):
         return self
 
 
-PRUNE_METHODS = {"unstructured": UnstructuredConfig, "nm": NMConfig, "channel": ChannelConfig}
+class HeadsConfig(_Common):
+    """Attention heads and FFN neurons of a BERT-style encoder (hf, minilm) removed per layer
+    (Michel et al. 2019), by first-order Taylor importance or weight magnitude."""
+
+    method: Literal["heads"] = "heads"
+    heads: float = Field(0.5, ge=0.0, lt=1.0, description="share of each layer's attention "
+                         "heads removed (at least one stays)")
+    ffn: float = Field(0.0, ge=0.0, lt=1.0, description="share of each layer's FFN neurons "
+                       "removed")
+    importance: Literal["taylor", "magnitude"] = Field(
+        "taylor", description="taylor: |activation x gradient| on training batches; magnitude: "
+        "the L2 norm of the weights")
+
+
+PRUNE_METHODS = {"unstructured": UnstructuredConfig, "nm": NMConfig, "channel": ChannelConfig,
+                 "heads": HeadsConfig}
 # each method name -> the config that takes it (from the configs' own `method` choices)
 METHOD_TAG = {m: tag for tag, cls in PRUNE_METHODS.items()
               for m in typing.get_args(cls.model_fields["method"].annotation)}
@@ -131,17 +147,17 @@ def _method(raw: Any) -> str | None:
 
 class PruneConfig(RootModel[Annotated[
         Annotated[UnstructuredConfig, Tag("unstructured")] | Annotated[NMConfig, Tag("nm")]
-        | Annotated[ChannelConfig, Tag("channel")],
+        | Annotated[ChannelConfig, Tag("channel")] | Annotated[HeadsConfig, Tag("heads")],
         Discriminator(_method, custom_error_type="method",
                       custom_error_message=f"method must be one of {', '.join(METHOD_TAG)}")]]):
     """What to remove, how to choose it, and how to recover afterwards: one config per method
-    (``method: magnitude | random | movement`` unstructured, ``nm``, ``channel``); each takes
-    only its own fields."""
+    (``method: magnitude | random | movement`` unstructured, ``nm``, ``channel``, ``heads``);
+    each takes only its own fields."""
 
     variants: ClassVar[dict[str, type[Strict]]] = PRUNE_METHODS
 
 
-AnyPrune = UnstructuredConfig | NMConfig | ChannelConfig
+AnyPrune = UnstructuredConfig | NMConfig | ChannelConfig | HeadsConfig
 
 
 def _finetune(model: nn.Module, cfg: AnyPrune, ctx: RunContext, extra: list) -> object:
@@ -159,6 +175,8 @@ def prune(model: nn.Module, cfg: PruneConfig, ctx: RunContext) -> nn.Module:
     dense, model = model, copy.deepcopy(model)
     if isinstance(cfg, ChannelConfig):
         _structured(model, cfg, ctx)
+    elif isinstance(cfg, HeadsConfig):
+        _heads(model, cfg, ctx)
     else:
         _unstructured(dense, model, cfg, ctx)
     return model
@@ -180,6 +198,17 @@ def _structured(model: nn.Module, cfg: ChannelConfig, ctx: RunContext) -> None:
     ctx.record("channels", {n: [before[n], after[n]] for n in before if before[n] != after[n]})
     ctx.record(PruningRecord(method="channel", pattern="channels", scope=cfg.scope,
                              importance=cfg.importance, channel=info))
+    if cfg.finetune:
+        _finetune(model, cfg, ctx, [])
+
+
+def _heads(model: nn.Module, cfg: HeadsConfig, ctx: RunContext) -> None:
+    info = prune_heads_ffn(model, heads=cfg.heads, ffn=cfg.ffn, importance=cfg.importance,
+                           data=ctx.data.train)
+    ctx.record("heads", info)
+    ctx.record(PruningRecord(method="heads", pattern="heads+ffn", scope="layer",
+                             importance=cfg.importance,
+                             channel={"heads": cfg.heads, "ffn": cfg.ffn}))
     if cfg.finetune:
         _finetune(model, cfg, ctx, [])
 
