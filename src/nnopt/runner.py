@@ -39,7 +39,7 @@ from nnopt.recipe import INPUT, ResolvedRecipe
 from nnopt.report import Report, StageRecord, write_report
 from nnopt.report.summary import run_metadata
 from nnopt.train.distributed import local_only, rank, world
-from nnopt.train.tracking import open_tracker
+from nnopt.train.tracking import logged, open_tracker
 
 log = logging.getLogger("nnopt")
 LATENCY = "latency"  # timed for all stages together, after them (the timing pass)
@@ -89,14 +89,8 @@ def run_recipe(resolved: ResolvedRecipe, out_dir: str | Path, *, progress: bool 
             ctx.tracker = open_tracker(recipe.tracking, Path(out_dir), recipe.name,
                                        {"nnopt.recipe": resolved.source or "",
                                         "nnopt.version": __version__})
-        try:
+        with logged(ctx.tracker, staging):
             report = _run_stages(ctx, resolved, model, devices, staging, main)
-        except BaseException:
-            if ctx.tracker is not None:
-                ctx.tracker.close(ok=False)
-            raise
-        if ctx.tracker is not None:
-            ctx.tracker.close(ok=True, folder=staging)
     return report
 
 
@@ -106,8 +100,8 @@ def _run_stages(ctx: RunContext, resolved: ResolvedRecipe, model: nn.Module,
     recipe, data = resolved.recipe, ctx.data
     initial = model
     device = compute_device()
-    if ctx.tracker is not None and ctx.tracker.mlflow is not None:
-        ctx.tracker.mlflow.params(resolved.to_dict())
+    if ctx.tracker is not None:
+        ctx.tracker.params(resolved.to_dict())
     records: list[StageRecord] = []
     stages = resolved.stages or []
     models: dict[str, nn.Module] = {}

@@ -31,7 +31,7 @@ from nnopt.report.render import Doc, figures, fmt, metric_columns, metrics_table
 from nnopt.report.summary import deployed_text
 from nnopt.runner import run_recipe
 from nnopt.search.executors import Executor
-from nnopt.train.tracking import Tracker, TrackingConfig, open_tracker
+from nnopt.train.tracking import Tracker, TrackingConfig, logged, open_tracker
 
 
 def parse_grid(specs: list[str]) -> list[tuple[str, list[Any]]]:
@@ -207,17 +207,11 @@ def run_sweep(recipe_path: str, grid_specs: list[str], out: str | Path, executor
             raise RecipeError(f"variant {v.name}: {exc}") from None
     staged.check()
     tracker = _parent_run(recipe_path, list(overrides or []), trust, out, jobs, grid)
-    try:
+    with logged(tracker, out):
         done = _run_variants(jobs, executor, out, recipe_path, grid, on_result)
         if tracker is not None:  # each variant's last-stage metrics, beside its child run's
             for i, res in enumerate(done):
                 tracker.stage(i, res.name, res.metrics)
-    except BaseException:
-        if tracker is not None:
-            tracker.close(ok=False)
-        raise
-    if tracker is not None:
-        tracker.close(ok=True, folder=out)
     return done
 
 
@@ -233,7 +227,7 @@ def _parent_run(recipe_path: str, overrides: list[str], trust: Any, out: Path,
                            {"nnopt.sweep": "true", "nnopt.recipe": str(Path(recipe_path).resolve())})
     assert tracker is not None and tracker.mlflow is not None
     try:
-        tracker.mlflow.params({"grid": dict(grid), "overrides": overrides or None})
+        tracker.params({"grid": dict(grid), "overrides": overrides or None})
     except BaseException:
         tracker.close(ok=False)
         raise

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any
 
 import torch
 from pydantic import Field
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
 from nnopt.core.config import Strict
@@ -81,6 +84,20 @@ def model_record(cfg: ModelConfig, num_classes: int) -> dict[str, Any]:
     if "spec" in entry.meta:
         return entry.meta["spec"](cfg, num_classes)
     return cfg.model_dump(mode="json", exclude=set(entry.meta.get("initial", ())))
+
+
+def weightless() -> bool:
+    """Whether models are being built on PyTorch's meta device (a size check): no weights are
+    read then."""
+    return torch.empty(0).device.type == "meta"
+
+
+def read_weights(file: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a pretrained safetensors file; an unreadable one is one line."""
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DataError(f"{file} is not a readable safetensors file: {str(exc)[:100]}") from None
 
 
 def weightless_count(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int

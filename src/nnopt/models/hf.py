@@ -24,7 +24,7 @@ from nnopt.core.config import PATH
 from nnopt.core.errors import DataError, RecipeError
 from nnopt.core.extras import require
 from nnopt.core.registry import MODELS
-from nnopt.models.base import ModelConfig
+from nnopt.models.base import ModelConfig, read_weights, weightless
 
 MAX_CONFIG_BYTES = 1 << 20
 # config keys that name code or files: a config is data
@@ -115,9 +115,6 @@ class HfClassifier(nn.Module):
 def _load_weights(model: nn.Module, folder: Path) -> None:
     """The folder's safetensors weights; a base model's checkpoint (no task head) fits under the
     classifier's base-model prefix; a head for other labels stays freshly initialised."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise DataError(f"hf model folder {folder}: no .safetensors weights (nnopt never "
@@ -125,11 +122,7 @@ def _load_weights(model: nn.Module, folder: Path) -> None:
     own, prefix = model.state_dict(), getattr(model, "base_model_prefix", "")
     matched: dict[str, torch.Tensor] = {}
     for file in files:
-        try:
-            state = load_file(str(file))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise DataError(f"{file} is not a readable safetensors file: {str(exc)[:80]}") from None
-        for key, value in state.items():
+        for key, value in read_weights(file).items():
             name = key if key in own else f"{prefix}.{key}"
             if name in own and own[name].shape == value.shape:
                 matched[name] = value
@@ -154,7 +147,7 @@ def hf(cfg: HfConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Modu
         model = transformers.AutoModelForSequenceClassification.from_config(config)
     except ValueError as exc:
         raise RecipeError(f"hf model: {str(exc).splitlines()[0][:160]}") from None
-    if isinstance(cfg.hf, str) and cfg.pretrained and torch.empty(0).device.type != "meta":
+    if isinstance(cfg.hf, str) and cfg.pretrained and not weightless():
         _load_weights(model, Path(cfg.hf))
     if input_shape[0] > getattr(config, "max_position_embeddings", input_shape[0]):
         raise DataError(f"sequences of {input_shape[0]} tokens exceed the model's "

@@ -28,7 +28,7 @@ from torch import nn
 from nnopt.core.config import PATH
 from nnopt.core.errors import DataError, NnoptError, RecipeError
 from nnopt.core.registry import MODELS
-from nnopt.models.base import ModelConfig
+from nnopt.models.base import ModelConfig, read_weights, weightless
 
 # kwargs a recipe (or a model folder's spec, which is data) may not pass to timm.create_model:
 # each would load a file through pickle or reach the network
@@ -163,20 +163,13 @@ def _plain(value: Any) -> bool:
 def _load_weights(net: nn.Module, path: str, timm: ModuleType) -> None:
     """Weights from a safetensors file; the tensors whose shape differs (the classifier for
     another class count) keep their fresh values, a stem for other input channels is adapted."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     file = Path(path)
     if file.suffix != ".safetensors":
         raise DataError(f"timm weights {file}: give a .safetensors file (nnopt never unpickles "
                         "a checkpoint; convert it once with safetensors.torch.save_file)")
     if not file.is_file():
         raise DataError(f"timm weights {file} not found")
-    try:
-        state = load_file(str(file))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise DataError(f"timm weights {file} are not a readable safetensors file: "
-                        f"{str(exc)[:100]}") from None
+    state = read_weights(file)
     own = net.state_dict()
     matched = {}
     for key, value in state.items():
@@ -212,10 +205,7 @@ def timm_model(cfg: TimmConfig, input_shape: tuple[int, ...], num_classes: int) 
         raise RecipeError(f"timm model '{cfg.timm}' with kwargs {cfg.kwargs}: "
                           f"{str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}"
                           ) from None
-    if cfg.weights and not _on_meta():
+    if cfg.weights and not weightless():
         _load_weights(net, cfg.weights, timm)
     return net
 
-
-def _on_meta() -> bool:
-    return torch.empty(0).device.type == "meta"

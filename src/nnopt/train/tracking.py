@@ -10,11 +10,13 @@ files to ``DIR/<run folder name>``. Only process 0 of a distributed run logs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +162,10 @@ class Tracker:
         self.mlflow, self.tensorboard = mlflow, tensorboard
         self.fits: dict[str, int] = {}  # epochs logged per stage (a stage may fit more than once)
 
+    def params(self, values: dict[str, Any]) -> None:
+        if self.mlflow is not None:
+            self.mlflow.params(values)
+
     def epoch(self, stage: str, values: dict[str, float]) -> None:
         step = self.fits[stage] = self.fits.get(stage, 0) + 1
         scalars = {f"{stage}/{k}": v for k, v in values.items() if k != "epoch"}
@@ -182,6 +188,21 @@ class Tracker:
             self.mlflow.end(ok)
         if self.tensorboard is not None:
             self.tensorboard.close()
+
+
+@contextlib.contextmanager
+def logged(tracker: Tracker | None, folder: Path) -> Iterator[None]:
+    """The block's work logged by ``tracker`` (when there is one): the run is marked FAILED if
+    the block raises, else FINISHED with the reports in ``folder`` as artifacts."""
+    if tracker is None:
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        tracker.close(ok=False)
+        raise
+    tracker.close(ok=True, folder=folder)
 
 
 class TrackEpochs(Callback):

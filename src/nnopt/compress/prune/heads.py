@@ -62,14 +62,14 @@ def _taylor(model: nn.Module, layers: list[nn.Module], data: Split, batches: int
     hooks = [t.register_forward_pre_hook(keep) for t in targets]
     try:
         with placed(model) as device:
-            net = model.eval()
+            model.eval()
             for i in range(batches):
                 x = data.x[i * batch_size:(i + 1) * batch_size]
                 y = data.y[i * batch_size:(i + 1) * batch_size]
                 if len(y) == 0:
                     break
-                net.zero_grad()
-                F.cross_entropy(net(x.to(device)), y.to(device)).backward()
+                model.zero_grad()
+                F.cross_entropy(model(x.to(device)), y.to(device)).backward()
                 for t in targets:
                     a = acts.get(t)
                     if a is None or a.grad is None:
@@ -78,7 +78,7 @@ def _taylor(model: nn.Module, layers: list[nn.Module], data: Split, batches: int
                                          "importance: magnitude")
                     acts.pop(t)
                     scores[t] += (a * a.grad).reshape(-1, a.shape[-1]).sum(0).detach().cpu()
-            net.zero_grad(set_to_none=True)
+            model.zero_grad(set_to_none=True)
     finally:
         for h in hooks:
             h.remove()
