@@ -55,6 +55,7 @@ browser:
 benchmarks: setup data
 	$(BIN)/python benchmarks/fit_overhead.py
 	$(BIN)/python benchmarks/answer.py --out runs/answer
+	$(BIN)/python benchmarks/true_figures.py --out runs/true-figures
 	$(BIN)/python benchmarks/runtimes.py --out runs/runtimes
 	$(BIN)/python benchmarks/minilm_openvino.py
 	$(BIN)/python benchmarks/gpu_runtimes.py

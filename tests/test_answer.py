@@ -25,7 +25,7 @@ from nnopt.measure.decide import DecideConfig, recommend
 from nnopt.measure.paired import Paired, quantile, time_paired
 from nnopt.models import build_model, load_model, save_model
 from nnopt.models.deployed import Deployed, for_target
-from nnopt.report.render import recipe_difference
+from nnopt.report.compare import recipe_difference
 from nnopt.trust.ood_metric import indistinct
 
 

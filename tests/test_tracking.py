@@ -34,7 +34,10 @@ def test_mlflow_and_tensorboard_read_back(tmp_path):
                    tracking={"mlflow": {"experiment": "fmnist"},
                              "tensorboard": str(tmp_path / "tb")})
     report = run_recipe(resolve(raw), tmp_path / "runs" / "first")
-    client, runs = _runs(f"sqlite:///{tmp_path}/runs/mlflow.db", "fmnist")
+    # no uri: the store lies inside the run folder, and nothing was written beside it
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["first"]
+    assert report.run["tracking"]["mlflow"] == f"sqlite:///{tmp_path}/runs/first/mlflow.db"
+    client, runs = _runs(f"sqlite:///{tmp_path}/runs/first/mlflow.db", "fmnist")
     (run,) = runs
     assert run.info.run_name == "first" and run.info.status == "FINISHED"
     assert run.data.params["stages.1.prune.amount"] == "0.5"
@@ -48,6 +51,8 @@ def test_mlflow_and_tensorboard_read_back(tmp_path):
         [h["val_accuracy"] for h in report.stages[0].details["history"]])
     files = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"report.html", "report.md", "results.json", "figures"} <= files
+    # artifacts were written in the staging folder, recorded where the run folder ended up
+    assert run.info.artifact_uri.startswith((tmp_path / "runs" / "first" / "mlartifacts").as_uri())
     local = client.download_artifacts(run.info.run_id, "results.json", str(tmp_path))
     assert json.loads(open(local).read())["stages"][1]["name"] == "prune"
 
@@ -77,13 +82,16 @@ def test_a_sweep_logs_each_variant_as_a_child_run(tmp_path, write_recipe):
 
 
 def test_a_failed_run_is_marked_failed(tmp_path):
-    raw = tiny_raw(evaluate=["accuracy"], tracking={"mlflow": {}},
-                   stages=[STAGES[0], {"calibrate": {}}])
-    raw["data"]["val_fraction"] = 0.0  # calibrate needs a validation split: fails
-    with pytest.raises(NnoptError):
-        run_recipe(resolve(raw), tmp_path / "runs" / "bad")
-    _, (run,) = _runs(f"sqlite:///{tmp_path}/runs/mlflow.db", "tiny")
-    assert run.info.status == "FAILED" and not (tmp_path / "runs" / "bad").exists()
+    for tracking in ({"uri": f"sqlite:///{tmp_path}/ml.db"}, {}):
+        raw = tiny_raw(evaluate=["accuracy"], tracking={"mlflow": tracking},
+                       stages=[STAGES[0], {"calibrate": {}}])
+        raw["data"]["val_fraction"] = 0.0  # calibrate needs a validation split: fails
+        with pytest.raises(NnoptError):
+            run_recipe(resolve(raw), tmp_path / "runs" / "bad")
+    _, (run,) = _runs(f"sqlite:///{tmp_path}/ml.db", "tiny")
+    assert run.info.status == "FAILED"
+    # the default store lived in the run folder, which a failed run does not keep
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_missing_tracker_is_one_line(tmp_path, monkeypatch, capsys, write_recipe):

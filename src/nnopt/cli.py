@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         except NnoptError as exc:  # a plugin that fails to load
             print(f"nnopt: error: {_one_line(exc)}", file=sys.stderr)
             return EXIT_INPUT
+        except KeyboardInterrupt:  # Ctrl-C (or a plugin raising it) while loading
+            print("nnopt: interrupted while loading; nothing was written", file=sys.stderr)
+            return 130
         logging.basicConfig(level=logging.WARNING, format="nnopt: %(message)s")
         if hasattr(signal, "SIGTERM") and _main_thread():
             for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
@@ -120,6 +123,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("nnopt: interrupted; no partial output was kept", file=sys.stderr)
         return 130
+    except SystemExit as exc:  # code nnopt ran for the user (a plugin, a factory) ended it
+        print(f"nnopt: error: a plugin or model factory called sys.exit({exc.code!r}); no "
+              "partial output was kept", file=sys.stderr)
+        return EXIT_INPUT
     except BrokenPipeError:  # e.g. `nnopt explain prune | head`: the reader left, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import tempfile
 import types
 import typing
 from pathlib import Path
@@ -25,12 +26,15 @@ from nnopt.guide import guide_lines
 from nnopt.measure.target import Target
 from nnopt.recipe import Recipe, check_inputs, load_recipe
 from nnopt.report import load_report, write_comparison, write_report
+from nnopt.report.compare import retime_reports
 from nnopt.report.render import fmt, metric_columns
-from nnopt.report.summary import deployed_text
+from nnopt.report.summary import deployed_text, ship_text, speed_text
 from nnopt.runner import run_recipe
 from nnopt.search.executors import get_executor
-from nnopt.sweep import run_sweep, run_torchrun, torchrun_command
+from nnopt.sweep import run_sweep
+from nnopt.train.callbacks import PhaseBar
 from nnopt.train.distributed import finish, init_from_env, rank
+from nnopt.train.launch import rendezvous_options, run_torchrun, torchrun_command
 
 EXIT_INPUT = 2
 
@@ -65,7 +69,9 @@ def with_set(sp: argparse.ArgumentParser) -> None:
 
 def _run_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("recipe")
-    sp.add_argument("--out", help="output folder (default: runs/<recipe name>)")
+    sp.add_argument("--out", help="output folder (default: runs/<recipe name>, or "
+                    "runs/<recipe name>-2, -3, ... when that exists: an earlier run is never "
+                    "replaced without --out)")
     sp.add_argument("--quiet", action="store_true", help="no progress bars")
     sp.add_argument("--nproc", type=int, default=1, metavar="N",
                     help="train data-parallel on N processes of this machine (torch.distributed "
@@ -83,13 +89,14 @@ def _run_args(sp: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a recipe stage by stage; write results.json, the report and the models."""
     resolved = load_recipe(args.recipe, args.set, trust=args.trust)
-    out = Path(args.out or Path("runs") / resolved.recipe.name)
+    out = Path(args.out) if args.out else fresh_folder(Path("runs"), resolved.recipe.name)
     if not 1 <= args.nproc <= 1024:
         raise NnoptError(f"--nproc {args.nproc}: give a number of processes from 1 to 1024")
+    rendezvous = rendezvous_options(args.rdzv_endpoint, args.nnodes, args.node_rank)
     if (args.nproc > 1 or args.rdzv_endpoint) and "LOCAL_RANK" not in os.environ:
         StagedFolder(out, "run").check()  # bad input is one line here, before any process starts
         resolve_device(resolved.recipe.device)
-        return launch(args, out)
+        return launch(args, out, rendezvous)
     joined, ok = init_from_env(resolve_device(resolved.recipe.device)), False
     me = rank()
     try:
@@ -105,18 +112,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         for w in s.details.get("warnings", []):
             print(f"warning: {s.name}: {w}")
     _print_answer(report.summary)
+    _print_tracking((report.run or {}).get("tracking"))
     print(f"\nreport: {out / 'report.html'}  (also report.md, results.json, figures/, models/)")
     return 0
 
 
-def launch(args: argparse.Namespace, out: Path) -> int:
+def fresh_folder(parent: Path, name: str) -> Path:
+    """``parent/name``, or the first of ``name-2``, ``name-3``, ... that does not exist: a run
+    without --out never replaces an earlier one."""
+    out, n = parent / name, 1
+    while out.exists() or out.is_symlink():
+        n += 1
+        out = parent / f"{name}-{n}"
+    return out
+
+
+def launch(args: argparse.Namespace, out: Path, rendezvous: list[str] | None) -> int:
     """The same run on ``--nproc`` processes through torchrun (torch.distributed.run): one
-    machine standalone, or several through a rendezvous; its exit code."""
-    rendezvous = None
-    if args.rdzv_endpoint:
-        rendezvous = ["--nnodes", str(args.nnodes or 1), "--rdzv-backend", "c10d",
-                      "--rdzv-endpoint", args.rdzv_endpoint]
-        rendezvous += ["--node-rank", str(args.node_rank)] if args.node_rank is not None else []
+    machine standalone, or several through a ``rendezvous``; its exit code."""
     cmd = torchrun_command(args.recipe, out, args.nproc, args.set, args.trust, quiet=args.quiet,
                            rendezvous=rendezvous)
     code, _ = run_torchrun(cmd, args.nproc)
@@ -127,7 +140,8 @@ def launch(args: argparse.Namespace, out: Path) -> int:
 
 
 def _print_answer(summary: dict) -> None:
-    """The recommendation per target and the conclusions, as the report opens with them."""
+    """The recommendation per target and the conclusions, by the report's own rules (the same
+    texts: no speed-up the report does not claim)."""
     recs = summary.get("recommendations") or []
     if recs:
         print("\nanswer:")
@@ -135,11 +149,22 @@ def _print_answer(summary: dict) -> None:
             if r["stage"] is None:
                 print(f"  {r['target']}: no stage meets the constraints")
                 continue
-            noisy = " (noisy: rerun on a quiet machine)" if r.get("noisy") else ""
-            print(f"  {r['target']}: ship '{r['stage']}' as {deployed_text(r['deployed'])}, "
-                  f"{r['latency_ms']:.3f} ms, {r['speedup']:.2f}x vs the first stage{noisy}")
+            print(f"  {r['target']}: ship '{r['stage']}' as {deployed_text(r['deployed'])}: "
+                  f"{ship_text(r['deployed'])}; {r['latency_ms']:.3f} ms, speed-up vs the "
+                  f"first stage {speed_text(r)}")
     for line in summary.get("conclusions") or []:
         print(f"  - {line}")
+
+
+def _print_tracking(where: dict[str, str] | None) -> None:
+    """Where a run was logged besides its folder (a store outside it only when the user named
+    it)."""
+    if not where:
+        return
+    if "mlflow" in where:
+        print(f"tracking: MLflow run {where['mlflow_run']} in {where['mlflow']}")
+    if "tensorboard" in where:
+        print(f"tracking: TensorBoard event files in {where['tensorboard']}")
 
 
 def _validate_args(sp: argparse.ArgumentParser) -> None:
@@ -286,6 +311,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def _report_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("dirs", nargs="+", metavar="DIR")
     sp.add_argument("--out", required=True)
+    sp.add_argument("--time", action="store_true", help="time every run's saved artifacts "
+                    "again, side by side in one pass on this machine, so that speed-ups "
+                    "between runs are paired (without it they come from separate runs and "
+                    "are said to)")
+    sp.add_argument("--trust", action="append", default=[], metavar="MODULE:FUNCTION",
+                    help="with --time: vouch for a model factory whose model folders are loaded")
 
 
 @COMMANDS.register("report", help="merge several run folders into one comparison report",
@@ -293,12 +324,21 @@ def _report_args(sp: argparse.ArgumentParser) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     """Draw one report from run folders (one folder: its report again, every section)."""
     reports = [(str(d), load_report(d)) for d in args.dirs]
+    if args.time and len(reports) < 2:
+        raise NnoptError("--time re-times several runs side by side; give two or more run "
+                         "folders (one run's own stages were already timed side by side)")
     with StagedFolder(args.out, "comparison") as staging:
+        retimed = None
+        if args.time:
+            print(f"timing every stage of {len(reports)} runs again, side by side",
+                  file=sys.stderr)
+            with tempfile.TemporaryDirectory(prefix="nnopt-retime-") as work:
+                retimed = retime_reports(reports, Path(work), tuple(args.trust), bar=PhaseBar)
         try:
             if len(reports) == 1:  # the run's own report again
                 write_report(reports[0][1], staging)
             else:
-                write_comparison(reports, staging)
+                write_comparison(reports, staging, retimed)
         except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
             # the folders came from elsewhere: details nnopt would not write are an input error
             raise NnoptError(f"cannot draw a report from {', '.join(args.dirs)}: their details "
@@ -347,7 +387,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                          "--executor ray")
     results = run_sweep(args.recipe, args.grid, args.out, get_executor(args.executor, **options),
                         overrides=args.set, resume=args.resume, on_result=show,
-                        trust=args.trust, nproc=args.nproc)
+                        trust=args.trust, nproc=args.nproc, on_tracking=_print_tracking)
     ok = [r for r in results if r.ok]
     if ok:
         print(results_table([r.name for r in ok], [r.metrics for r in ok]))

@@ -30,11 +30,13 @@ from nnopt.data import load_data
 from nnopt.data.base import DataSplits
 from nnopt.measure import Measurement, measure
 from nnopt.measure.base import is_artifact
+from nnopt.measure.latency import shipped_files
 from nnopt.measure.quantity import order
 from nnopt.measure.side_by_side import deployed_as, time_stages
 from nnopt.models import build_model, save_model
 from nnopt.models.base import check_fits, weightless_count
 from nnopt.models.deployed import Deployed
+from nnopt.models.saving import files_size
 from nnopt.recipe import INPUT, ResolvedRecipe
 from nnopt.report import Report, StageRecord, write_report
 from nnopt.report.summary import run_metadata
@@ -88,7 +90,7 @@ def run_recipe(resolved: ResolvedRecipe, out_dir: str | Path, *, progress: bool 
         if main:
             ctx.tracker = open_tracker(recipe.tracking, Path(out_dir), recipe.name,
                                        {"nnopt.recipe": resolved.source or "",
-                                        "nnopt.version": __version__})
+                                        "nnopt.version": __version__}, staging=staging)
         with logged(ctx.tracker, staging):
             report = _run_stages(ctx, resolved, model, devices, staging, main)
     return report
@@ -144,7 +146,8 @@ def _run_stages(ctx: RunContext, resolved: ResolvedRecipe, model: nn.Module,
     report = Report(nnopt_version=__version__, recipe=resolved.to_dict(),
                     environment={**environment(), "device": str(device)},
                     data=data.summary(), stages=records,
-                    run=run_metadata(resolved))
+                    run={**run_metadata(resolved), **({"tracking": ctx.tracker.where()}
+                                                      if ctx.tracker is not None else {})})
     if main:
         with local_only():
             if LATENCY in recipe.evaluate and ctx.targets:
@@ -184,9 +187,18 @@ def _time_side_by_side(ctx: RunContext, records: list[StageRecord],
     for rec in records:
         per_target = found.get(rec.name, {})
         rec.details["latency"] = per_target
-        for target, fig in per_target.items():
-            if "median_ms" in fig:
-                rec.metrics[f"latency_ms/{target}"] = fig["median_ms"]
+        for target in ctx.targets:
+            fig, how = per_target.get(target.name, {}), rec.details["deployed"][target.name]
+            if "median_ms" not in fig:
+                continue
+            rec.metrics[f"latency_ms/{target.name}"] = fig["median_ms"]
+            # what the target was timed on is what it ships: its files, their bytes on disk
+            files = shipped_files(models[rec.name], target, fig["runtime"], dirs[rec.name])
+            if files and "runtime" in how:
+                how["files"] = [f.relative_to(staging).as_posix() for f in files]
+                how["size_bytes"] = files_size(files)
+                if not is_artifact(models[rec.name]):  # a PyTorch model, exported for it
+                    how["file"] = how["files"][0]
         rec.metrics = {k: rec.metrics[k] for k in order(set(rec.metrics))}
 
 

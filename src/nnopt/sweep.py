@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import os
 import re
+import shutil
 import subprocess
-import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +26,13 @@ from nnopt.core.fileio import (
 from nnopt.core.yaml_io import safe_yaml
 from nnopt.recipe import load_recipe
 from nnopt.report import plots
+from nnopt.report.compare import MACHINE
 from nnopt.report.model import RESULTS, Report, load_report
 from nnopt.report.render import Doc, figures, fmt, metric_columns, metrics_tables
 from nnopt.report.summary import deployed_text
 from nnopt.runner import run_recipe
 from nnopt.search.executors import Executor
+from nnopt.train.launch import run_torchrun, torchrun_command
 from nnopt.train.tracking import Tracker, TrackingConfig, logged, open_tracker
 
 
@@ -84,6 +86,8 @@ class VariantResult:
     deployed: dict[str, str] = field(default_factory=dict)  # last stage: target -> how
     warnings: list[str] = field(default_factory=list)  # every stage's, "stage: text"
     recommended: dict[str, str] = field(default_factory=dict)  # target -> stage
+    noisy: list[str] = field(default_factory=list)  # targets whose last-stage latency is noisy
+    machine: dict[str, Any] = field(default_factory=dict)  # what it was timed on
 
 
 def variants(recipe_path: str, grid: list[tuple[str, list[Any]]], base: list[str],
@@ -132,34 +136,6 @@ def run_variant(v: Variant) -> VariantResult:
     return _finished(v, rep)
 
 
-def torchrun_command(recipe: str, out: str | Path, nproc: int, sets: list[str],
-                     trust: list[str] | tuple[str, ...], *, quiet: bool = False,
-                     rendezvous: list[str] | None = None) -> list[str]:
-    """``nnopt run`` on ``nproc`` processes through torchrun (torch.distributed.run): one
-    machine standalone, or several through ``rendezvous`` (torchrun's own options)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc)]
-    cmd += rendezvous if rendezvous else ["--standalone"]
-    cmd += ["-m", "nnopt", "run", recipe, "--out", str(out)]
-    cmd += [f"--set={v}" for v in sets] + [f"--trust={v}" for v in trust]
-    return cmd + (["--quiet"] if quiet else [])
-
-
-def run_torchrun(cmd: list[str], nproc: int, **popen: Any) -> tuple[int, str | None]:
-    """Run a torchrun launch to its end, the machine's cores shared among its ``nproc``
-    processes (unless OMP_NUM_THREADS says otherwise); (exit code, stderr when ``popen`` pipes
-    it). On Ctrl-C or SIGTERM torchrun is stopped, which stops its processes, which clean up."""
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    proc = subprocess.Popen(cmd, env=env, **popen)
-    try:
-        _, err = proc.communicate()
-    except BaseException:
-        proc.terminate()
-        proc.wait()
-        raise
-    return proc.returncode, err
-
-
 def _run_distributed(v: Variant) -> Report:
     """A variant run data-parallel on ``v.nproc`` processes; its report read back."""
     code, err = run_torchrun(torchrun_command(v.recipe_path, v.out, v.nproc, v.overrides,
@@ -183,12 +159,17 @@ def _finished(v: Variant, rep: Report, skipped: bool = False) -> VariantResult:
         deployed={t: deployed_text(d) for t, d in last.items()},
         warnings=[f"{st.name}: {w}" for st in rep.stages for w in st.details.get("warnings", [])],
         recommended={r["target"]: r["stage"] or "none"
-                     for r in (rep.summary or {}).get("recommendations", [])})
+                     for r in (rep.summary or {}).get("recommendations", [])},
+        noisy=sorted(t for t, lat in ((rep.stages[-1].details.get("latency") or {})
+                                      if rep.stages else {}).items()
+                     if isinstance(lat, dict) and lat.get("noisy")),
+        machine={k: rep.environment.get(k) for k in MACHINE})
 
 
 def run_sweep(recipe_path: str, grid_specs: list[str], out: str | Path, executor: Executor, *,
               overrides: list[str] | None = None, resume: bool = False,
-              on_result: Any = None, trust: list[str] | tuple[str, ...] = (), nproc: int = 1
+              on_result: Any = None, trust: list[str] | tuple[str, ...] = (), nproc: int = 1,
+              on_tracking: Callable[[dict[str, str]], None] | None = None
               ) -> list[VariantResult]:
     """Validate every variant first, run them on ``executor``, then write the sweep report.
 
@@ -206,12 +187,28 @@ def run_sweep(recipe_path: str, grid_specs: list[str], out: str | Path, executor
         except RecipeError as exc:
             raise RecipeError(f"variant {v.name}: {exc}") from None
     staged.check()
-    tracker = _parent_run(recipe_path, list(overrides or []), trust, out, jobs, grid)
-    with logged(tracker, out):
-        done = _run_variants(jobs, executor, out, recipe_path, grid, on_result)
-        if tracker is not None:  # each variant's last-stage metrics, beside its child run's
-            for i, res in enumerate(done):
-                tracker.stage(i, res.name, res.metrics)
+    made = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NnoptError(f"--out {out}: cannot write there: {exc.strerror or exc}") from None
+    try:
+        tracker = _parent_run(recipe_path, list(overrides or []), trust, out, jobs, grid)
+    except BaseException:
+        if made:  # nothing of the sweep ran: the folder it made goes again
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    if tracker is not None and on_tracking is not None:
+        on_tracking(tracker.where())
+    try:
+        with logged(tracker, out):
+            done = _run_variants(jobs, executor, out, recipe_path, grid, on_result)
+            if tracker is not None:  # each variant's last-stage metrics, beside its child run's
+                for i, res in enumerate(done):
+                    tracker.stage(i, res.name, res.metrics)
+    finally:
+        if tracker is not None and out.is_dir():  # the store in the folder changed since
+            write_marker(out, "sweep")
     return done
 
 
@@ -240,10 +237,6 @@ def _parent_run(recipe_path: str, overrides: list[str], trust: Any, out: Path,
 
 def _run_variants(jobs: list[Variant], executor: Executor, out: Path, recipe_path: str,
                   grid: list[tuple[str, list[Any]]], on_result: Any) -> list[VariantResult]:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise NnoptError(f"--out {out}: cannot write there: {exc.strerror or exc}") from None
     clean_stale(out / "variants")
     write_marker(out, "sweep")
     results: list[VariantResult | None] = [None] * len(jobs)
@@ -292,8 +285,12 @@ def write_sweep_report(recipe_path: str, grid: list[tuple[str, list[Any]]],
             doc.h2("Warnings of the variants")
             doc.table(["variant", "warning"], warned)
         doc.h2("Metrics of the variants")
+        def flags(i: int, target: str) -> list[str]:
+            why = [f"{r.name} noisy" for r in (ok[0], ok[i]) if target in r.noisy]
+            return why + (["different machines"] if ok[i].machine != ok[0].machine else [])
+
         metrics_tables(doc, [r.name for r in ok], ["-"] * len(ok),
-                       [r.seconds for r in ok], [r.metrics for r in ok], "variant")
+                       [r.seconds for r in ok], [r.metrics for r in ok], "variant", flags=flags)
     if failed:
         doc.h2("Failed variants")
         doc.table(["variant", "error"], [[r.name, r.error or ""] for r in failed])

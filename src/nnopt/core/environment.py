@@ -7,6 +7,7 @@ import importlib
 import importlib.metadata
 import os
 import platform
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,7 +105,8 @@ def environment() -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             runtimes[dist] = None
     group = torch.distributed.is_available() and torch.distributed.is_initialized()
-    return {"nnopt": __version__, "python": platform.python_version(), "torch": torch.__version__,
+    return {"nnopt": __version__, "host": socket.gethostname(), "python": platform.python_version(),
+            "torch": torch.__version__,
             "onnxruntime": ort_version, **runtimes, "numpy": numpy.__version__, "platform": platform.platform(),
             "cpu": cpu_model(), "cpu_flags": " ".join(cpu_flags()), "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),

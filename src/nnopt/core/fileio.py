@@ -74,20 +74,37 @@ def inflate(data: bytes, limit: int, *, gzip: bool = False) -> bytes:
     return out
 
 
+def regular_file(path: str | os.PathLike, what: str = "file", error: type[NnoptError] = NnoptError,
+                 root: str | os.PathLike | None = None) -> Path:
+    """The real path of ``path`` when it is a regular file (inside ``root``, when given: a link
+    may point elsewhere in it, never out of it); ``error`` otherwise. A FIFO, device or socket
+    is refused before anything opens it (opening a FIFO blocks until someone writes to it)."""
+    path = Path(path)
+    real = Path(os.path.realpath(path))
+    if root is not None:
+        base = Path(os.path.realpath(root))
+        if real != base and base not in real.parents:
+            raise error(f"{path} points outside {root}; a {what} must lie inside it")
+    try:
+        st = os.stat(real)
+    except OSError as exc:
+        raise error(f"cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
+                else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device")
+        raise error(f"{path} is {kind}, not a regular file; a {what} must be a regular file")
+    return real
+
+
 def read_inside(path: Path, root: Path, limit: int, what: str = "file",
                 error: type[NnoptError] = NnoptError) -> bytes:
     """The bytes of ``path``, a regular file that resolves inside ``root`` (a link may point
     elsewhere in it, not out of it) and holds at most ``limit`` bytes; ``error`` otherwise."""
-    real, base = Path(os.path.realpath(path)), Path(os.path.realpath(root))
-    if real != base and base not in real.parents:
-        raise error(f"{path} points outside {root}; a {what} must lie inside it")
+    real = regular_file(path, what, error, root)
     try:
-        st = os.stat(real)
-        if not stat.S_ISREG(st.st_mode):
-            raise error(f"{path} is not a regular file")
-        if st.st_size > limit:
-            raise error(f"{path} holds {st.st_size:,} bytes, more than a {what} may "
-                        f"({limit:,})")
+        size = os.stat(real).st_size
+        if size > limit:
+            raise error(f"{path} holds {size:,} bytes, more than a {what} may ({limit:,})")
         with open(real, "rb") as f:
             return f.read(limit)
     except OSError as exc:
@@ -109,25 +126,41 @@ def listing(folder: Path) -> list[str]:
     return sorted(p.removeprefix("./") for p in out)
 
 
+def _identity(folder: Path) -> dict[str, int]:
+    st = os.stat(folder)
+    return {"dev": st.st_dev, "ino": st.st_ino}
+
+
+def _stamp(path: Path) -> list[int] | None:
+    """A file's size and modification time (None for a folder): what ties it to a marker."""
+    st = os.lstat(path)
+    return None if stat.S_ISDIR(st.st_mode) else [st.st_size, st.st_mtime_ns]
+
+
 def read_marker(folder: Path) -> dict[str, Any] | None:
-    """The marker nnopt left in ``folder`` (None when absent or unreadable)."""
+    """The marker nnopt wrote for ``folder`` itself (None when absent, unreadable, or written
+    for another folder: a marker copied in from elsewhere vouches for nothing here)."""
     try:
         marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+        ok = isinstance(marker, dict) and isinstance(marker.get("files"), dict) \
+            and marker.get("folder") == _identity(folder)
     except (OSError, ValueError):
         return None
-    ok = isinstance(marker, dict) and isinstance(marker.get("files"), list)
     return marker if ok else None
 
 
 def write_marker(folder: Path, kind: str) -> None:
-    """Record ``folder``'s kind and every path in it as written by nnopt."""
-    files = [p for p in listing(folder) if p not in (MARKER, PARTIAL)]
-    atomic_write_json(folder / MARKER, {"nnopt": __version__, "kind": kind, "files": files})
+    """Record ``folder``'s identity (device and inode: a rename keeps them, a copy does not),
+    its kind, and every path in it with the size and modification time nnopt left it with."""
+    files = {p: _stamp(folder / p) for p in listing(folder) if p not in (MARKER, PARTIAL)}
+    atomic_write_json(folder / MARKER, {"nnopt": __version__, "kind": kind,
+                                        "folder": _identity(folder), "files": files})
 
 
 def check_owned(folder: Path, kind: str, flag: str = "--out") -> None:
     """Raise unless ``folder`` is absent, empty, or an nnopt folder of ``kind`` holding only
-    the paths its marker lists (so that replacing it loses nothing of the user's)."""
+    what its marker lists, each file as nnopt left it (so that replacing it loses nothing of
+    the user's)."""
     if not folder.exists() and not folder.is_symlink():
         return
     if not folder.is_dir():
@@ -141,18 +174,22 @@ def check_owned(folder: Path, kind: str, flag: str = "--out") -> None:
         return
     marker = read_marker(folder)
     if marker is None:
-        raise NnoptError(f"{flag} {folder} is a non-empty folder that nnopt did not write (no "
-                         f"{MARKER}); refusing to replace it: choose another {flag}")
+        why = ("its .nnopt.json was not written for this folder (copied from elsewhere, or by "
+               "an older nnopt)" if (folder / MARKER).exists() else f"no {MARKER}")
+        raise NnoptError(f"{flag} {folder} is a non-empty folder that nnopt did not write "
+                         f"({why}); refusing to replace it: choose another {flag}")
     if marker.get("kind") != kind:
         raise NnoptError(f"{flag} {folder} holds an nnopt {marker.get('kind')} folder, not a "
                          f"{kind}; refusing to replace it: choose another {flag}")
-    listed = {str(p) for p in marker["files"]}
-    foreign = [p for p in present if p not in listed and p != MARKER]
+    listed = marker["files"]
+    foreign = [p for p in present if p != MARKER and (p not in listed or (
+        _stamp(folder / p) != listed[p]))]
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
                                           else "")
-        raise NnoptError(f"{flag} {folder} holds files nnopt did not write ({shown}); refusing "
-                         f"to replace it: move them or choose another {flag}")
+        raise NnoptError(f"{flag} {folder} holds files nnopt did not write or that changed "
+                         f"since ({shown}); refusing to replace it: move them or choose "
+                         f"another {flag}")
 
 
 # -- stale folders of dead processes -----------------------------------------------------------
@@ -250,6 +287,7 @@ class StagedFolder:
         self.kind = kind
         self.flag = flag
         self.path: Path | None = None
+        self.fresh: list[Path] = []  # parent folders made for it
 
     def check(self) -> None:
         """Every reason the target cannot be written, raised before any work starts."""
@@ -268,9 +306,9 @@ class StagedFolder:
         parent = self.target.parent
         clean_stale(parent)
         try:
-            fresh = [p for p in reversed([parent, *parent.parents]) if not p.exists()]
+            self.fresh = [p for p in reversed([parent, *parent.parents]) if not p.exists()]
             parent.mkdir(parents=True, exist_ok=True)
-            for p in fresh:
+            for p in self.fresh:
                 _public(p, True)
             self.path = Path(tempfile.mkdtemp(
                 prefix=f".{self.target.name}.partial-{os.getpid()}-", dir=parent))
@@ -289,6 +327,7 @@ class StagedFolder:
         with signals_held():
             if exc_type is not None:
                 shutil.rmtree(self.path, ignore_errors=True)
+                self._drop_fresh()
                 return
             try:
                 write_marker(self.path, self.kind)
@@ -296,7 +335,17 @@ class StagedFolder:
                 self._swap()
             except BaseException:
                 shutil.rmtree(self.path, ignore_errors=True)
+                self._drop_fresh()
                 raise
+
+    def _drop_fresh(self) -> None:
+        """The parent folders this run made, removed again when it failed (those still
+        empty: a folder something else wrote into meanwhile stays)."""
+        for p in reversed(self.fresh):
+            try:
+                p.rmdir()
+            except OSError:
+                break
 
     def _swap(self) -> None:
         """Move the finished folder into place; the one it replaces is removed afterwards."""

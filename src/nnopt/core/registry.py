@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from nnopt.core.errors import NnoptError, RecipeError, unknown_choice
+from nnopt.core.errors import NnoptError, RecipeError, first_line, unknown_choice
 
 MANIFEST = "nnopt.manifest"  # the module that imports every built-in registration
 PLUGIN_GROUP = "nnopt.plugins"  # entry points: 'name = package.module' (imported) or ':function'
@@ -158,9 +158,12 @@ def _load_plugin(ep: metadata.EntryPoint) -> None:
         obj = ep.load()
         if callable(obj) and not inspect.ismodule(obj):
             obj()
+    except SystemExit as exc:  # a plugin may not end nnopt: its exit is its failure
+        raise NnoptError(f"plugin '{ep.name}' ({ep.value}) called sys.exit({exc.code!r}) while "
+                         "loading; fix or uninstall it") from None
     except Exception as exc:  # a plugin is someone else's code: any failure is theirs
         raise NnoptError(f"plugin '{ep.name}' ({ep.value}) failed to load: "
-                         f"{type(exc).__name__}: {exc}") from exc
+                         f"{type(exc).__name__}: {first_line(exc, '')}") from exc
     PLUGINS.append(f"{ep.name} = {ep.value}")
 
 

@@ -12,25 +12,25 @@ from pydantic import Field
 from nnopt.core.config import PATH, Seed
 from nnopt.core.environment import memory_bytes
 from nnopt.core.errors import DataError
+from nnopt.core.fileio import regular_file
 from nnopt.core.registry import DATASETS
-from nnopt.data.base import DataConfig, DataSplits, make_splits
+from nnopt.data.base import ClassCount, DataConfig, DataSplits, make_splits
 
 
 class NpzConfig(DataConfig):
     name: Literal["npz"] = "npz"
     path: str = Field(..., json_schema_extra=PATH, description="a .npz with x_train, y_train, x_test, y_test "
                                        "(optional x_val, y_val); x as (N, C, ...) or (N, F)")
-    num_classes: int | None = Field(None, ge=2, le=1_000_000, description="number of classes "
-                                    "(default: the largest label + 1, every class present in "
-                                    "y_train)")
+    num_classes: ClassCount = None
 
 
 @DATASETS.register("npz", config=NpzConfig)
 def npz(cfg: NpzConfig) -> DataSplits:
     """The user's arrays from a .npz file, loaded without pickle (allow_pickle=False)."""
     path = Path(cfg.path).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"npz file not found: {path.absolute()}")
+    path = regular_file(path, "npz file", DataError)
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path} is not an .npz file (a zip archive of .npy arrays, as "
                         "numpy.savez writes)")

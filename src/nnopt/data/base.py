@@ -7,6 +7,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -16,6 +17,11 @@ from torch.utils.data._utils import signal_handling as loader_signal_handling
 from nnopt.core.config import Seed, Strict
 from nnopt.core.errors import DataError
 from nnopt.data.noise import LabelNoiseConfig, corrupt_labels, realised_rate
+
+# the number of classes, set by the user when some class has no training example
+ClassCount = Annotated[int | None, Field(ge=2, le=1_000_000, description=(
+    "number of classes (default: the largest label + 1, every class present in the training "
+    "labels); set it when some class truly has no example"))]
 
 
 class DataConfig(Strict):
@@ -262,20 +268,18 @@ def _classes(name: str, y: dict[str, torch.Tensor], num_classes: int | None) -> 
                                 f"(0..{num_classes - 1})")
         return num_classes
     n = max(top.values(), default=0) + 1
-    present = set(torch.unique(y["y_train"]).tolist())
-    missing = [c for c in range(n) if c not in present]
     if n < 2:
         raise DataError(f"dataset '{name}': the labels name {n} class; a classifier needs at "
                         "least 2")
-    if missing:
-        runs: list[list[int]] = []
-        for c in missing:  # 3, 4, ..., 999 -> "3..999"
-            if runs and runs[-1][1] == c - 1:
-                runs[-1][1] = c
-            else:
-                runs.append([c, c])
-        shown = ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in runs[:4]) + (
-            f" and {len(runs) - 4} more runs" if len(runs) > 4 else "")
+    present = torch.unique(y["y_train"])  # sorted
+    if len(present) < n:
+        # the runs of absent classes, from the gaps between the labels present (never a loop
+        # over 0..n: a stray label of 10^12 is one gap)
+        edges = torch.cat([torch.tensor([-1]), present, torch.tensor([n])])
+        gaps = (edges[1:] - edges[:-1] > 1).nonzero().flatten()
+        runs = [(int(edges[i]) + 1, int(edges[i + 1]) - 1) for i in gaps[:4]]
+        shown = ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in runs) + (
+            f" and {len(gaps) - 4} more runs" if len(gaps) > 4 else "")
         where = max(top, key=lambda k: top[k])
         raise DataError(f"dataset '{name}': labels run 0..{n - 1} (the largest in {where}) but "
                         f"y_train has no example of class {shown}; labels must be the class "

@@ -6,7 +6,9 @@ folder that is removed afterwards."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -14,16 +16,18 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from nnopt.core.config import PATH, path_or
+from nnopt.core.config import NAME, PATH, path_or
 from nnopt.core.errors import DataError
 from nnopt.core.extras import require
+from nnopt.core.fileio import read_inside, regular_file
 from nnopt.core.registry import DATASETS
-from nnopt.data.base import DataConfig, DataSplits, make_splits
-from nnopt.data.tabular import holdout, label_indices
+from nnopt.data.base import ClassCount, DataConfig, DataSplits, make_splits
+from nnopt.data.tabular import check_labels, class_count, holdout, label_indices
 from nnopt.models.minilm import package_dir
 
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json",
            ".arrow": "arrow"}
+MAX_STATE_BYTES = 1 << 22  # state.json, dataset_info.json, dataset_dict.json
 
 
 class HfDatasetConfig(DataConfig):
@@ -44,6 +48,7 @@ class HfDatasetConfig(DataConfig):
                                   "'minilm' for MiniLM's; default: the folder of an hf model")
     max_length: int = Field(64, ge=4, le=8192, description="tokens per text (padded, truncated)")
     test_fraction: float = Field(0.2, gt=0, lt=1)
+    num_classes: ClassCount = None
 
     @model_validator(mode="after")
     def _inputs(self) -> HfDatasetConfig:
@@ -54,15 +59,17 @@ class HfDatasetConfig(DataConfig):
 
 
 def tokenizer_file(ref: str) -> Path:
-    """The tokenizer.json a config names (a file, a folder holding one, or 'minilm')."""
+    """The tokenizer.json a config names (a file, a folder holding one, or 'minilm'), checked
+    to be a regular file (inside the folder, when a folder is named)."""
     if ref == "minilm":
         return package_dir() / "tokenizer.json"
     path = Path(ref)
-    path = path / "tokenizer.json" if path.is_dir() else path
-    if not path.is_file():
+    folder = path if path.is_dir() else None
+    path = path / "tokenizer.json" if folder is not None else path
+    if not os.path.lexists(path):
         raise DataError(f"tokenizer not found: {path} (a tokenizer.json, a folder holding "
                         "one, or 'minilm')")
-    return path
+    return regular_file(path, "tokenizer", DataError, folder)
 
 
 def tokenize_texts(texts: list[str], ref: str, max_length: int) -> np.ndarray:
@@ -92,14 +99,59 @@ def _format(cfg: HfDatasetConfig, path: Path) -> str:
     return FORMATS[path.suffix.lower()]
 
 
+def _disk_folder(folder: Path) -> None:
+    """Check a ``save_to_disk`` folder before the datasets library reads it: every split it
+    lists is a subfolder of it, and every data file a split's state.json names is a plain file
+    name, a regular file in that split's folder (state.json may name any path: '../x' or an
+    absolute one would be read from outside the folder)."""
+    def read(path: Path, root: Path) -> Any:
+        try:
+            return json.loads(read_inside(path, root, MAX_STATE_BYTES, "dataset file", DataError))
+        except (ValueError, UnicodeDecodeError):
+            raise DataError(f"{path} is not JSON") from None
+
+    splits = [folder]
+    if os.path.lexists(folder / "dataset_dict.json"):
+        names = read(folder / "dataset_dict.json", folder)
+        names = names.get("splits") if isinstance(names, dict) else None
+        if not isinstance(names, list) or not all(
+                isinstance(n, str) and re.fullmatch(NAME, n) for n in names):
+            raise DataError(f"{folder / 'dataset_dict.json'}: 'splits' must list plain split "
+                            "names (no paths)")
+        splits = [folder / n for n in names]
+    for split in splits:
+        if not split.is_dir() or split.is_symlink():
+            raise DataError(f"{split}: a split of {folder} must be a folder inside it, not a "
+                            "link")
+        state = read(split / "state.json", folder)
+        files = state.get("_data_files") if isinstance(state, dict) else None
+        if not isinstance(files, list) or not files:
+            raise DataError(f"{split / 'state.json'} lists no data files")
+        for entry in files:
+            name = entry.get("filename") if isinstance(entry, dict) else None
+            if not isinstance(name, str) or not re.fullmatch(NAME, name):
+                raise DataError(f"{split / 'state.json'} names the data file "
+                                f"{json.dumps(name)[:60]}: only plain file names inside "
+                                "the folder are read")
+            regular_file(split / name, "data file", DataError, split)
+        read(split / "dataset_info.json", folder)
+
+
 def _load(cfg: HfDatasetConfig, ds: Any, cache: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The train and test tables as {column: list}."""
     train = Path(cfg.train).expanduser()
     if not train.exists():
         raise DataError(f"dataset file not found: {train}")
     fmt = _format(cfg, train)
+    if train.is_dir():
+        if fmt not in ("disk", "arrow"):
+            raise DataError(f"{train} is a folder: only a save_to_disk folder (format auto or "
+                            "arrow) is read as one")
+        _disk_folder(train)
+    else:
+        regular_file(train, "dataset file", DataError)
     try:
-        if fmt == "disk" or (fmt == "arrow" and train.is_dir()):
+        if train.is_dir():
             loaded = ds.load_from_disk(str(train))
             if isinstance(loaded, ds.DatasetDict):
                 if "train" not in loaded:
@@ -112,6 +164,7 @@ def _load(cfg: HfDatasetConfig, ds: Any, cache: str) -> tuple[dict[str, Any], di
             files["test"] = str(Path(cfg.test).expanduser())
             if not Path(files["test"]).exists():
                 raise DataError(f"dataset file not found: {files['test']}")
+            regular_file(files["test"], "dataset file", DataError)
         loaded = ds.load_dataset(fmt, data_files=files, cache_dir=cache)
         return loaded["train"].to_dict(), loaded["test"].to_dict() if cfg.test else None
     except DataError:
@@ -143,6 +196,9 @@ def hf_dataset(cfg: HfDatasetConfig) -> DataSplits:
         if missing:
             raise DataError(f"{source}: the {what} split has no column {missing[0]!r}; columns: "
                             f"{', '.join(list(table)[:20])}")
+    check_labels(train[cfg.label], source, cfg.label)
+    if test is not None:
+        check_labels(test[cfg.label], f"{source} (test)", cfg.label)
     if test is None:
         tr, te = holdout(len(train[cfg.label]), cfg.test_fraction, cfg.split_seed)
         test = {k: [v[i] for i in te] for k, v in train.items()}
@@ -158,5 +214,6 @@ def hf_dataset(cfg: HfDatasetConfig) -> DataSplits:
         return np.stack(cols, axis=1)[:, None, :]
 
     y_train, y_test, names = label_indices(train[cfg.label], test[cfg.label], source)
+    names, count = class_count(names, cfg.num_classes, source)
     return make_splits("hf-dataset", cfg, inputs(train), y_train, inputs(test), y_test,
-                       class_names=names, num_classes=len(names))
+                       class_names=names, num_classes=count)

@@ -5,6 +5,7 @@ memory, like every nnopt dataset."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,6 +16,7 @@ from pydantic import Field
 from nnopt.core.config import PATH
 from nnopt.core.environment import memory_bytes
 from nnopt.core.errors import DataError
+from nnopt.core.fileio import regular_file
 from nnopt.core.registry import DATASETS
 from nnopt.data.base import DataConfig, DataSplits, make_splits
 
@@ -33,17 +35,38 @@ class ImageFolderConfig(DataConfig):
                                  "the test set when there is no test/ folder")
 
 
-def _classes(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _inside(path: Path, root: Path) -> None:
+    """Refuse a link that leads out of the dataset's folder (a folder of images is data: it
+    may not make nnopt read elsewhere)."""
+    if not Path(os.path.realpath(path)).is_relative_to(root):
+        raise DataError(f"{path} is a link to {os.path.realpath(path)}, outside the image "
+                        f"folder {root}; only what lies inside it is read")
+
+
+def _classes(folder: Path, root: Path) -> list[str]:
+    names = []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or not p.is_dir():
+            continue
+        _inside(p, root)
+        names.append(p.name)
+    return names
 
 
 def _files(folder: Path, root: Path) -> list[Path]:
-    """The images of a class folder, sorted; a link that leads outside the dataset is skipped."""
+    """The images of a class folder, sorted: regular files inside the dataset's folder (a link
+    that leads out of it, or a FIFO or device named like an image, is refused)."""
     out = []
-    for p in sorted(folder.rglob("*")):
-        if p.suffix.lower() in SUFFIXES and p.is_file() and p.resolve().is_relative_to(root):
-            out.append(p)
-    return out
+    for top, dirs, files in os.walk(folder):  # links to folders are not followed
+        for d in dirs:
+            if os.path.islink(os.path.join(top, d)):
+                _inside(Path(top) / d, root)
+        for name in sorted(files):
+            p = Path(top) / name
+            if p.suffix.lower() in SUFFIXES:
+                regular_file(p, "image", DataError, root)
+                out.append(p)
+    return sorted(out)
 
 
 def _read(paths: list[Path], cfg: ImageFolderConfig) -> np.ndarray:
@@ -94,13 +117,13 @@ def imagefolder(cfg: ImageFolderConfig) -> DataSplits:
         raise DataError(f"image folder not found: {root}")
     has_splits = (root / "train").is_dir() and (root / "test").is_dir()
     train_dir = root / "train" if has_splits else root
-    classes = _classes(train_dir)
+    classes = _classes(train_dir, root)
     if len(classes) < 2:
         raise DataError(f"{train_dir} needs one subfolder per class (at least two); found "
                         f"{len(classes)}")
     paths, labels = _split(train_dir, classes, root)
     if has_splits:
-        extra = sorted(set(_classes(root / "test")) - set(classes))
+        extra = sorted(set(_classes(root / "test", root)) - set(classes))
         if extra:
             raise DataError(f"{root / 'test'} has classes that train/ lacks: {', '.join(extra)}")
         test_paths, test_labels = _split(root / "test", classes, root)

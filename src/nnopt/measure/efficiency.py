@@ -13,6 +13,7 @@ from nnopt.core.environment import native_stderr_silenced
 from nnopt.core.registry import METRICS
 from nnopt.measure.base import Measurement, is_artifact
 from nnopt.measure.quantity import BYTES, COUNT
+from nnopt.models.saving import artifact_files, files_size
 
 COMPRESSOR = "xz (lzma preset 9)"
 
@@ -76,26 +77,29 @@ def nonzero_params(m: Measurement) -> dict[str, float]:
 
 @METRICS.register("size", produces=["size_bytes"], quantity=BYTES)
 def size(m: Measurement) -> dict[str, float]:
-    """Size in bytes of the stage's saved safetensors file."""
+    """Bytes on disk of every file the stage's model ships as: the safetensors weights and the
+    spec of a PyTorch model; every file of a deployed artifact (an OpenVINO IR's model.xml and
+    model.bin, an ONNX graph and its external data, an ExecuTorch program, with its spec)."""
     if m.weights_path is None or not m.weights_path.is_file():
         return {}
-    return {"size_bytes": m.weights_path.stat().st_size}
+    return {"size_bytes": files_size(artifact_files(m.weights_path))}
 
 
 @METRICS.register("compressed_size", produces=["compressed_size_bytes"], quantity=BYTES)
 def compressed_size(m: Measurement) -> dict[str, float]:
     """Size in bytes of a real compressed file nnopt decodes back into the model: the Deep
-    Compression file (codebooks + Huffman coding) for weight-shared models, else the saved
-    safetensors file after xz compression (lzma preset 9)."""
+    Compression file (codebooks + Huffman coding) for weight-shared models, else every file the
+    stage ships as (see ``size``), each after xz compression (lzma preset 9)."""
     if m.weights_path is None or not m.weights_path.is_file():
         return {}
     encoded = m.weights_path.parent / "model.nnc"
     if encoded.is_file():
         m.details["compressor"] = "Deep Compression codec (k-means codebooks, Huffman coding)"
         return {"compressed_size_bytes": encoded.stat().st_size}
-    blob = lzma.compress(m.weights_path.read_bytes(), preset=9)
+    total = sum(len(lzma.compress(f.read_bytes(), preset=9))
+                for f in artifact_files(m.weights_path))
     m.details["compressor"] = COMPRESSOR
-    return {"compressed_size_bytes": len(blob)}
+    return {"compressed_size_bytes": total}
 
 
 @METRICS.register("macs", produces=["macs"], quantity=COUNT)

@@ -31,6 +31,7 @@ from nnopt.measure.runtimes import (
 from nnopt.measure.sparse_exec import to_sparse
 from nnopt.measure.target import Target
 from nnopt.models.deployed import deployment_choices, for_target
+from nnopt.models.saving import SPEC, WEIGHTS
 
 
 def time_calls(fn: Callable[[], object], *, warmup: int = 10, repeats: int = 50,
@@ -65,10 +66,7 @@ def skip_reason(model: Any, target: Target) -> str:
     runs_on = own if own != "torch" else target.runtime
     if is_artifact(model) and not target.allows(own):
         return (f"this {own} artifact does not run on a target limited to "
-                f"{', '.join(target.runtimes or [])}")
-    if is_artifact(model) and own == "torch" and target.runtime != "torch" \
-            and target.runtimes is None:
-        return f"this PyTorch artifact (int8 or fp16/bf16) does not run on {target.runtime}"
+                f"{', '.join(target.allowed)}")
     if target.device == "cuda" and own in ("openvino", "executorch"):
         return f"this {own} artifact runs on the CPU, not on a cuda target"
     if target.device == "cuda" and own == "torch" and is_artifact(model) \
@@ -116,6 +114,25 @@ def target_runner(model: Any, target: Target, example: Any, work_dir: Path
     if target.sparse:
         return torch_runner(to_sparse(model), example), "torch+csr"
     return torch_runner(model, example, target.device, target.compile), "torch"
+
+
+def shipped_files(model: Any, target: Target, runtime: str, work_dir: Path) -> list[Path]:
+    """The files ``target`` ships of a stage whose model and folder are given, once it was
+    timed there on ``runtime`` (``target_runner`` writes the exports it needs): a per-target
+    deployment's own folder; an artifact's folder; a PyTorch model's weights and spec, or the
+    ONNX file (ONNX Runtime, OpenVINO) or ExecuTorch program it was exported to."""
+    if deployment_choices(model):
+        folder = work_dir / target.name
+        return sorted(f for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else []
+    if is_artifact(model):
+        return sorted(f for f in work_dir.iterdir() if f.is_file())
+    if runtime in ("onnxruntime", "openvino"):
+        files = [work_dir / "model.onnx"]
+    elif runtime == "executorch":
+        files = [work_dir / f"model-b{target.batch_size}.pte"]
+    else:
+        files = [work_dir / WEIGHTS, work_dir / SPEC]
+    return [f for f in files if f.is_file()]
 
 
 def measure_target(m: Measurement, target: Target) -> dict[str, Any]:

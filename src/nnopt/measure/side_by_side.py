@@ -18,6 +18,7 @@ from nnopt.measure.paired import paced, time_paired
 from nnopt.measure.runtimes import torch_threads
 from nnopt.measure.target import Target
 from nnopt.models.deployed import deployment_choices
+from nnopt.models.saving import load_model
 
 
 def deployed_as(model: nn.Module, target: Target) -> dict[str, Any]:
@@ -67,3 +68,21 @@ def time_stages(models: dict[str, nn.Module], targets: list[Target], x: torch.Te
                 if ref and ref != name and ref in fns:
                     rec[key] = {"stage": ref, **timing.ratio(ref, name)}
     return out
+
+
+def retime(folders: dict[str, Path], targets: list[Target], input_shape: list[int],
+           work: Path, trust: tuple[str, ...] = (),
+           bar: Callable[[str], Callable[[int, int], None] | None] = lambda _: None
+           ) -> dict[str, dict[str, Any]]:
+    """Stages of several runs (``label: model folder``) timed again side by side, in one pass
+    on this machine, as a run times its own stages: per label and target the figure and the
+    paired speed-up over the first label (``vs_first``). Inputs are seeded uniform noise of
+    the runs' input shape (the models' latency does not depend on the values); exports go to
+    ``work``, never into the run folders."""
+    models = {label: load_model(folder, trust=trust) for label, folder in folders.items()}
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(max([t.batch_size for t in targets] + [1]), *input_shape, generator=gen)
+    dirs = {label: work / f"{i:03d}" for i, label in enumerate(models)}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    return time_stages(models, targets, x, dirs, {}, bar=bar)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -19,8 +20,9 @@ class Target(Strict):
     runtime: Runtime = Field("torch", description="the runtime a PyTorch stage is timed on here")
     runtimes: list[Runtime] | None = Field(
         None, min_length=1, description="the runtimes this place can run, which a deploying "
-        "stage may choose from (default: all; e.g. [onnxruntime] for a board that ships ONNX "
-        "Runtime only)")
+        "stage may choose from (default: what `runtime` implies: a PyTorch server (runtime "
+        "torch) can run every runtime, a target of onnxruntime, openvino or executorch that "
+        "runtime alone; e.g. [onnxruntime, executorch] for a phone that ships either)")
     device: Literal["cpu", "cuda"] = Field(
         "cpu", description="cuda: a GPU target (torch or onnxruntime; skipped with one line where "
         "no CUDA device is present)")
@@ -36,8 +38,17 @@ class Target(Strict):
                                "passed; side by side: blocks of a tenth of it per round")
     sparse: bool = Field(False, description="run Linear layers as CSR sparse matrices (torch only)")
 
+    @property
+    def allowed(self) -> list[str]:
+        """The runtimes this target can run: ``runtimes``, else what ``runtime`` implies."""
+        if self.runtimes is not None:
+            return list(self.runtimes)
+        if self.runtime != "torch":
+            return [self.runtime]
+        return list(GPU_RUNTIMES) if self.device == "cuda" else list(typing.get_args(Runtime))
+
     def allows(self, runtime: str) -> bool:
-        return self.runtimes is None or runtime in self.runtimes
+        return runtime in self.allowed
 
     @model_validator(mode="after")
     def _sparse_needs_torch(self) -> Target:

@@ -14,6 +14,7 @@ from torch import nn
 
 from nnopt.core.config import Strict
 from nnopt.core.errors import DataError
+from nnopt.core.fileio import regular_file
 from nnopt.core.registry import MODELS
 from nnopt.data.base import DataSplits
 
@@ -94,8 +95,9 @@ def weightless() -> bool:
 
 def read_weights(file: Path) -> dict[str, torch.Tensor]:
     """The tensors of a pretrained safetensors file; an unreadable one is one line."""
+    real = regular_file(file, "weights file", DataError)
     try:
-        return load_file(str(file))
+        return load_file(str(real))
     except (SafetensorError, OSError, ValueError) as exc:
         raise DataError(f"{file} is not a readable safetensors file: {str(exc)[:100]}") from None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -21,12 +22,18 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from nnopt.core.config import PATH
-from nnopt.core.errors import DataError, RecipeError
+from nnopt.core.errors import DataError, RecipeError, first_line
 from nnopt.core.extras import require
+from nnopt.core.fileio import read_inside, regular_file
 from nnopt.core.registry import MODELS
 from nnopt.models.base import ModelConfig, read_weights, weightless
 
 MAX_CONFIG_BYTES = 1 << 20
+# the sizes a config may set, and their ranges
+SIZES = {"hidden_size": (1, 65_536), "num_hidden_layers": (1, 1_024),
+         "num_attention_heads": (1, 4_096), "intermediate_size": (1, 1 << 20),
+         "vocab_size": (1, 1 << 24), "max_position_embeddings": (1, 1 << 20),
+         "type_vocab_size": (1, 1 << 16), "num_labels": (1, 1 << 20)}
 # config keys that name code or files: a config is data
 REFUSED = ("auto_map", "trust_remote_code", "_name_or_path", "transformers_version")
 
@@ -56,12 +63,11 @@ class HfConfig(ModelConfig):
 
 def _read_config(folder: Path) -> dict[str, Any]:
     path = folder / "config.json"
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise DataError(f"hf model folder {folder}: config.json is missing")
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise DataError(f"{path} is larger than a model config can be")
+    data = read_inside(path, folder, MAX_CONFIG_BYTES, "model config", DataError)
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataError(f"{path} is not JSON: {str(exc)[:80]}") from None
     if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
@@ -69,9 +75,27 @@ def _read_config(folder: Path) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in REFUSED and k != "architectures"}
 
 
+def check_sizes(config: dict[str, Any], where: str) -> None:
+    """The sizes a transformer is built from, each a whole number in its range (a config is
+    data: 0 heads would divide by zero inside transformers, 10^9 layers exhaust memory)."""
+    for key, (low, high) in SIZES.items():
+        if key not in config or config[key] is None:
+            continue
+        value = config[key]
+        if type(value) is not int or not low <= value <= high:
+            raise DataError(f"{where}: {key} must be a whole number in {low}..{high}, got "
+                            f"{json.dumps(value)[:40]}")
+    heads, hidden = config.get("num_attention_heads"), config.get("hidden_size")
+    if type(heads) is int and type(hidden) is int and hidden % heads:
+        raise DataError(f"{where}: hidden_size {hidden} is not a multiple of "
+                        f"num_attention_heads {heads}")
+
+
 def architecture(cfg: HfConfig, num_classes: int) -> dict[str, Any]:
     """The config dict the model is built from (the folder's config.json, or the recipe's)."""
     config = dict(_read_config(Path(cfg.hf)) if isinstance(cfg.hf, str) else cfg.hf)
+    check_sizes(config, str(Path(cfg.hf) / "config.json") if isinstance(cfg.hf, str)
+                else "hf config")
     config.update(num_labels=num_classes, attn_implementation="eager")
     for key in ("id2label", "label2id", "torch_dtype", "dtype"):  # nnopt trains in fp32
         config.pop(key, None)
@@ -95,8 +119,8 @@ def hf_config(config: dict[str, Any]) -> Any:
     rest = {k: v for k, v in config.items() if k != "model_type"}
     try:
         return transformers.AutoConfig.for_model(config["model_type"], **rest)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RecipeError(f"hf config: {str(exc).splitlines()[0][:160]}") from None
+    except Exception as exc:  # noqa: BLE001  (transformers' own checks of a config, which is data)
+        raise RecipeError(f"hf config: {first_line(exc)[:160]}") from None
 
 
 class HfClassifier(nn.Module):
@@ -115,7 +139,8 @@ class HfClassifier(nn.Module):
 def _load_weights(model: nn.Module, folder: Path) -> None:
     """The folder's safetensors weights; a base model's checkpoint (no task head) fits under the
     classifier's base-model prefix; a head for other labels stays freshly initialised."""
-    files = sorted(folder.glob("*.safetensors"))
+    files = [regular_file(f, "weights file", DataError, folder)
+             for f in sorted(folder.glob("*.safetensors"))]
     if not files:
         raise DataError(f"hf model folder {folder}: no .safetensors weights (nnopt never "
                         "unpickles pytorch_model.bin; set pretrained: false for random weights)")
@@ -145,8 +170,10 @@ def hf(cfg: HfConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Modu
     config = hf_config(architecture(cfg, num_classes))
     try:
         model = transformers.AutoModelForSequenceClassification.from_config(config)
-    except ValueError as exc:
-        raise RecipeError(f"hf model: {str(exc).splitlines()[0][:160]}") from None
+    except (ValueError, TypeError, ArithmeticError, KeyError, AttributeError) as exc:
+        # a config that transformers accepts but cannot build (it is data, not nnopt's bug)
+        raise RecipeError(f"hf model: cannot build from its config: {type(exc).__name__}: "
+                          f"{first_line(exc)[:140]}") from None
     if isinstance(cfg.hf, str) and cfg.pretrained and not weightless():
         _load_weights(model, Path(cfg.hf))
     if input_shape[0] > getattr(config, "max_position_embeddings", input_shape[0]):

@@ -82,6 +82,21 @@ def save_model(model: nn.Module, folder: str | Path) -> Path:
     return folder / WEIGHTS
 
 
+def artifact_files(main: Path) -> list[Path]:
+    """Every file that ships with the model whose main file ``save_model`` returned: a PyTorch
+    model's weights and the spec that rebuilds it; for an artifact (ONNX, OpenVINO IR,
+    ExecuTorch program, torch.ao int8), every file of the folder it was saved into (its spec,
+    an IR's model.bin beside model.xml, an ONNX graph's external data)."""
+    if main.name == WEIGHTS:
+        return [f for f in (main, main.parent / SPEC) if f.is_file()]
+    return sorted(f for f in main.parent.iterdir() if f.is_file() and not f.is_symlink())
+
+
+def files_size(files: Iterable[Path]) -> int:
+    """Bytes on disk of ``files`` together (their sizes, as ``ls -l`` shows them)."""
+    return sum(f.stat().st_size for f in files)
+
+
 def untrusted(source: str, ref: str) -> ModelFileError:
     """The error for a model folder whose architecture comes from code nobody vouched for."""
     return ModelFileError(

@@ -124,12 +124,29 @@ def _inline(text: str) -> str:
     out = BOLD.sub(r"<b>\1</b>", out)
 
     def link(m: re.Match) -> str:
-        href = m.group(2)
-        if re.match(r"^[a-z]+:", href) or href.startswith("//"):
-            return m.group(0)  # only relative links: a report never points off the machine
+        href = html.unescape(m.group(2))  # the text was escaped above; the link is checked raw
+        if not safe_href(href):
+            return m.group(0)  # shown as text, never a link
         return f"<a href='{html.escape(href, quote=True)}'>{m.group(1)}</a>"
 
     return LINK.sub(link, out)
+
+
+SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+SAFE_SCHEMES = ("http", "https", "mailto")
+
+
+def safe_href(href: str) -> bool:
+    """Whether a link may be drawn: http(s), mailto or a relative path or anchor. Schemes are
+    compared as browsers read them, without regard to case; a control character, white space
+    or a backslash anywhere refuses the link (browsers strip some of them before reading the
+    scheme, and read '\\' as '/'), and so does '//' (another host)."""
+    if not href or any(ord(c) < 0x21 or c in "\\\x7f" for c in href):
+        return False
+    m = SCHEME.match(href)
+    if m:
+        return m.group(1).lower() in SAFE_SCHEMES
+    return not href.startswith("//") and ":" not in href.split("/", 1)[0]
 
 
 def _numeric_column(rows: list[list[str]], i: int) -> bool:

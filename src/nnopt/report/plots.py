@@ -53,11 +53,11 @@ def label_groups(xs: Sequence[float], ys: Sequence[float], labels: Sequence[str]
 
 
 def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None,
-             **kw: Any) -> tuple[Figure, Any]:
+             layout: str | None = None, **kw: Any) -> tuple[Figure, Any]:
     """A figure and its axes like ``pyplot.subplots``, without pyplot: nnopt never switches
     matplotlib's backend or keeps figures in pyplot's state (a notebook's plots are left
     alone); the figure is drawn by the Agg canvas when saved."""
-    fig = Figure(figsize=figsize)
+    fig = Figure(figsize=figsize, layout=layout)
     return fig, fig.subplots(nrows, ncols, **kw)
 
 
@@ -68,6 +68,9 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+MIN_SPAN_PT = 1.0  # the accuracy axis spans at least this: 0.03 pt must not fill a panel
+
+
 def _scatter(ax: Any, points: list[Point], xkey: str, ykey: str, xlabel: str,
              xscale: float = 1.0) -> bool:
     pts = [p for p in points if xkey in p.metrics and ykey in p.metrics]
@@ -75,20 +78,32 @@ def _scatter(ax: Any, points: list[Point], xkey: str, ykey: str, xlabel: str,
         return False
     xs = [p.metrics[xkey] / xscale for p in pts]
     ys = [100 * p.metrics[ykey] for p in pts]
-    ax.scatter(xs, ys, s=36, zorder=3)
+    ax.scatter(xs, ys, s=36, zorder=3, label="model (stage)")
     for k, (x, y, text) in enumerate(label_groups(xs, ys, [p.label for p in pts])):
         ax.annotate(text, (x, y), textcoords="offset points", fontsize=8,
                     xytext=(6, 6 if k % 2 == 0 else -12),
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
-                          "alpha": 0.8})
+                          "alpha": 0.8}).set_in_layout(False)  # a long label never squeezes
     ax.margins(x=0.15, y=0.12)  # room for the labels of the outermost points
+    # latency and size from zero (a 3% difference looks like one), room for the labels
+    ax.set_xlim(0, max(xs) * 1.22 or 1.0)
+    lo, hi = min(ys), max(ys)
+    if hi - lo < MIN_SPAN_PT:  # a tiny difference drawn at its true scale
+        mid = (hi + lo) / 2
+        ax.set_ylim(mid - 0.6 * MIN_SPAN_PT, mid + 0.6 * MIN_SPAN_PT)
     front = pareto_front(xs, ys)
-    ax.step([xs[i] for i in front], [ys[i] for i in front], where="post", color="tab:red",
-            alpha=0.7, label="Pareto front", zorder=2)
+    if len(front) > 1:
+        ax.step([xs[i] for i in front], [ys[i] for i in front], where="post", color="tab:red",
+                alpha=0.7, label="Pareto front", zorder=2)
+    else:  # one model dominates: a line of one point draws nothing, a ring does
+        ax.scatter([xs[front[0]]], [ys[front[0]]], s=140, facecolors="none",
+                   edgecolors="tab:red", zorder=4, label="Pareto front (one model dominates)")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    # below the panel, never over a point or its label
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
+              frameon=False)
     return True
 
 
@@ -97,7 +112,8 @@ def accuracy_vs_latency(points: list[Point], targets: list[str], path: Path) -> 
     keys = [t for t in targets if any(f"latency_ms/{t}" in p.metrics for p in points)]
     if not keys or not any("accuracy" in p.metrics for p in points):
         return None
-    fig, axes = subplots(1, len(keys), figsize=(5 * len(keys), 3.8), squeeze=False)
+    fig, axes = subplots(1, len(keys), figsize=(5 * len(keys), 4.2), squeeze=False,
+                         layout="constrained")  # a panel's labels never run into the next
     for ax, t in zip(axes[0], keys):
         _scatter(ax, points, f"latency_ms/{t}", "accuracy", f"latency on '{t}' (ms, median)")
         ax.set_title(f"accuracy vs latency: {t}")
@@ -110,7 +126,8 @@ def accuracy_vs_size(points: list[Point], path: Path) -> Path | None:
             if any(k in p.metrics for p in points)]
     if not keys or not any("accuracy" in p.metrics for p in points):
         return None
-    fig, axes = subplots(1, len(keys), figsize=(5 * len(keys), 3.8), squeeze=False)
+    fig, axes = subplots(1, len(keys), figsize=(5 * len(keys), 4.2), squeeze=False,
+                         layout="constrained")
     for ax, k in zip(axes[0], keys):
         _scatter(ax, points, k, "accuracy", f"{k.replace('_bytes', '')} (KiB)", xscale=1024)
         ax.set_title(f"accuracy vs {k.replace('_bytes', '').replace('_', ' ')}")
@@ -126,18 +143,22 @@ def training_curves(points: list[Point], path: Path) -> Path | None:
     for p in trained:
         ep = [h["epoch"] for h in p.history]
         ax_l.plot(ep, [h["train_loss"] for h in p.history], marker=".", label=f"{p.label}: train")
-        if "val_loss" in p.history[0]:
-            ax_l.plot(ep, [h["val_loss"] for h in p.history], ls="--", label=f"{p.label}: val")
+        if "val_loss" in p.history[0]:  # markers: a run of one epoch is a point, not a line
+            ax_l.plot(ep, [h["val_loss"] for h in p.history], ls="--", marker="x",
+                      label=f"{p.label}: val")
         if "train_accuracy" in p.history[0]:
             ax_a.plot(ep, [100 * h["train_accuracy"] for h in p.history], marker=".",
                       label=f"{p.label}: train")
         if "val_accuracy" in p.history[0]:
-            ax_a.plot(ep, [100 * h["val_accuracy"] for h in p.history], ls="--",
+            ax_a.plot(ep, [100 * h["val_accuracy"] for h in p.history], ls="--", marker="x",
                       label=f"{p.label}: val")
-    ax_l.set(xlabel="epoch", ylabel="training loss", title="loss")
+    ax_l.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_a.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    epochs = sorted({h["epoch"] for p in trained for h in p.history})
     for ax in (ax_l, ax_a):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(epochs) < 3:  # no fractional ticks around a single epoch
+            ax.set_xticks(epochs)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from nnopt.core.fileio import atomic_write_json, atomic_write_text
 from nnopt.core.registry import SECTIONS
+from nnopt.measure.decide import claimed
 from nnopt.measure.quantity import change, fmt, order  # noqa: F401  (fmt, change: for sections)
 from nnopt.report import plots
 from nnopt.report.answer import answer, main_table
@@ -49,42 +49,76 @@ def _warnings(doc: Doc, labels: list[str], records: list[StageRecord]) -> None:
         doc.table(["stage", "warning"], rows)
 
 
+# the paired speed-up of row i against row 0 on a target, from one timing pass (None: the two
+# rows were not timed in one pass), and the reasons to distrust a ratio of separate runs
+Paired = Callable[[int, str], "dict[str, Any] | None"]
+Flags = Callable[[int, str], "list[str]"]
+
+
 def metrics_tables(doc: Doc, labels: list[str], steps: list[str],
-                   seconds: list[float], metrics: list[dict[str, float]], first: str,
-                   records: list[StageRecord] | None = None) -> None:
-    """Every metric of every row, then each row's change against the first. Latency changes
-    are the paired speed-ups of the timing pass when the records hold them (a noisy one says
-    so instead of a number)."""
+                   seconds: list[float], metrics: list[dict[str, float]], first: str, *,
+                   paired: Paired | None = None, flags: Flags | None = None) -> None:
+    """Every metric of every row, then each row's change against the first. A latency change
+    is the paired speed-up (``paired``) where the two rows were timed in one pass; otherwise
+    it is a ratio of medians from separate runs, said to be one, and flagged where ``flags``
+    gives reasons (either run noisy, different machines)."""
     cols = metric_columns(metrics)
     doc.table([first, "step", "time (s)"] + cols,
               [[lab, st, f"{sec:.1f}"] + [fmt(c, m.get(c)) for c in cols]
                for lab, st, sec, m in zip(labels, steps, seconds, metrics)])
-    if len(metrics) > 1:
-        ref = metrics[0]
-        doc.p(f"Change of each row against the first ({labels[0]}); latency: the paired "
-              "speed-up from the same timing rounds:")
-        rows = []
-        for i, (lab, m) in enumerate(zip(labels[1:], metrics[1:]), start=1):
-            rec = records[i] if records else None
-            rows.append([lab] + [_change(c, m, ref, rec) for c in cols])
-        doc.table([first] + cols, rows)
+    if len(metrics) < 2:
+        return
+    ref = metrics[0]
+    rows, separate = [], False
+    for i, (lab, m) in enumerate(zip(labels[1:], metrics[1:]), start=1):
+        row = [lab]
+        for c in cols:
+            if c not in m or c not in ref or not c.startswith("latency_ms/"):
+                row.append(change(c, m[c], ref[c]) if c in m and c in ref else "-")
+                continue
+            target = c.split("/", 1)[1]
+            vs = paired(i, target) if paired is not None else None
+            if vs:
+                row.append("noisy" if vs["noisy"] else speed_words(vs["ratio"]))
+                continue
+            separate = True
+            why = flags(i, target) if flags is not None else []
+            row.append(change(c, m[c], ref[c]) + " (separate runs, not paired" +
+                       (f"; flagged: {', '.join(why)})" if why else ")"))
+        rows.append(row)
+    doc.p(f"Change of each row against the first ({labels[0]}); latency: "
+          + ("the paired speed-up from the same timing rounds" if not separate else
+             "the paired speed-up where both rows were timed in one pass, else the ratio of "
+             "medians timed in separate runs, which is not paired (machine states differ "
+             "between runs) and is flagged where either run was noisy or the machines "
+             "differ") + ":")
+    doc.table([first] + cols, rows)
 
 
-def _change(col: str, m: dict[str, float], ref: dict[str, float],
-            rec: StageRecord | None) -> str:
-    if col not in m or col not in ref:
-        return "-"
-    if col.startswith("latency_ms/") and rec is not None:
-        vs = ((rec.details.get("latency") or {}).get(col.split("/", 1)[1]) or {}).get("vs_first")
-        if vs:
-            if vs["noisy"]:
-                return "noisy"
-            r = vs["ratio"]
-            return f"{r:.2f}x faster" if r >= 1 else f"{1 / r:.2f}x slower"
-    return change(col, m[col], ref[col])
+def speed_words(ratio: float) -> str:
+    return f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
 
 
-def _latency_table(doc: Doc, labels: list[str], records: list[StageRecord]) -> None:
+def vs_first(figs: list[dict[str, Any]], i: int) -> dict[str, Any] | None:
+    """Row i's paired ratio over row 0 from one timing pass (``figs``: each row's figure on a
+    target), noisy by the answer's rule: the ratio or either figure flagged."""
+    vs = figs[i].get("vs_first")
+    return {**vs, "noisy": not claimed(figs[i], figs[0], vs)} if vs else None
+
+
+def own_pass(records: list[StageRecord], runs: list[str] | None = None) -> Paired:
+    """The paired ratio of row i against row 0 from the stages' own timing pass: valid when
+    row 0 is the first stage of row i's run (its ``vs_first``)."""
+    def vs(i: int, target: str) -> dict[str, Any] | None:
+        if runs is not None and runs[i] != runs[0]:
+            return None
+        return vs_first([((r.details.get("latency") or {}).get(target) or {})
+                         for r in (records[0], records[i])], 1)
+    return vs
+
+
+def _latency_table(doc: Doc, labels: list[str], records: list[StageRecord],
+                   vs_header: str = "vs first (p10-p90)") -> None:
     rows, loads = [], {}
     for lab, s in zip(labels, records):
         for target, r in (s.details.get("latency") or {}).items():
@@ -110,7 +144,7 @@ def _latency_table(doc: Doc, labels: list[str], records: list[StageRecord]) -> N
               "more than 1.5x, or that was timed while other processes used over 25% of the "
               "CPUs, is flagged noisy and never headlined.")
         doc.table(["stage", "target", "deployed as", "threads / batch", "median ms",
-                   "p10-p90 ms", "rounds / calls", "vs first (p10-p90)", "trust", "why"], rows)
+                   "p10-p90 ms", "rounds / calls", vs_header, "trust", "why"], rows)
         if loads:
             doc.p("Machine load while timing: " + "; ".join(
                 f"{t}: load average {ld.get('loadavg_1m')}, other processes "
@@ -132,47 +166,12 @@ def figures(doc: Doc, points: list[plots.Point], targets: list[str], fig_dir: Pa
             doc.figure(path, caption)
 
 
-def _environment(doc: Doc, env: dict[str, Any]) -> None:
+def environment_section(doc: Doc, env: dict[str, Any]) -> None:
     doc.h2("Environment")
     doc.table(["key", "value"], [[k, str(v)] for k, v in env.items() if k != "executable"])
 
 
-def _how_computed(doc: Doc, reports: list[tuple[str, Report]]) -> None:
-    """Centralised against distributed: each run's device, processes and backend, its training
-    time and rate, and its last stage's test accuracy; a conclusion when the process counts
-    differ."""
-    rows, figures = [], []
-    for run, r in reports:
-        env = r.environment
-        hist = [h for s in r.stages for h in s.details.get("history") or []]
-        seconds = sum(h.get("train_seconds", 0.0) for h in hist)
-        rate = throughput(hist) if hist else None
-        acc = r.stages[-1].metrics.get("accuracy") if r.stages else None
-        size = int(env.get("world_size") or 1)
-        figures.append((run, size, seconds, rate, acc))
-        rows.append([run, str(env.get("device", "-")), str(size), str(env.get("backend") or "-"),
-                     f"{seconds:.1f}", f"{rate:,.0f}" if rate else "-", fmt("accuracy", acc)])
-    doc.h2("How each run computed")
-    doc.table(["run", "device", "processes", "backend", "train time (s)", "examples/s",
-               "last stage accuracy"], rows)
-    sizes = {f[1] for f in figures}
-    if len(sizes) > 1 and all(f[2] and f[4] is not None for f in figures):
-        base = min(figures, key=lambda f: f[1])
-        lines = []
-        for run, size, seconds, rate, acc in figures:
-            if run == base[0]:
-                continue
-            lines.append(
-                f"{run} ({size} processes) trained in {seconds:.1f} s against {base[2]:.1f} s "
-                f"for {base[0]} ({base[1]} process{'es' if base[1] > 1 else ''}): "
-                f"{base[2] / seconds:.2f}x the speed; its last stage's test accuracy differs by "
-                f"{100 * (acc - base[4]):+.2f} points. Training times come from separate runs "
-                "(not timed side by side): on a shared machine, repeat them before trusting "
-                "a small difference.")
-        doc.ul(lines)
-
-
-def _write(doc: Doc, folder: Path) -> None:
+def write_doc(doc: Doc, folder: Path) -> None:
     atomic_write_text(folder / "report.md", doc.markdown(folder))
     atomic_write_text(folder / "report.html", doc.html())
 
@@ -205,18 +204,20 @@ def write_report(report: Report, folder: str | Path) -> None:
     doc.p("Accuracy and NLL are on the test split; model selection used the validation split "
           "only. Latency per target is that of the artifact the stage deploys there.")
     main_table(doc, labels, report.stages, targets)
-    _body(doc, labels, report.stages, folder, targets, "stage")
-    _environment(doc, report.environment)
-    _write(doc, folder)
+    body(doc, labels, report.stages, folder, targets, "stage")
+    environment_section(doc, report.environment)
+    write_doc(doc, folder)
 
 
-def _body(doc: Doc, labels: list[str], records: list[StageRecord], folder: Path,
-          targets: list[str], first: str) -> None:
+def body(doc: Doc, labels: list[str], records: list[StageRecord], folder: Path,
+          targets: list[str], first: str, *, paired: Paired | None = None,
+          flags: Flags | None = None, vs_header: str = "vs first (p10-p90)") -> None:
     doc.h2("All metrics")
     metrics_tables(doc, labels, [s.step for s in records], [s.seconds for s in records],
-                   [s.metrics for s in records], first, records)
+                   [s.metrics for s in records], first,
+                   paired=paired if paired is not None else own_pass(records), flags=flags)
     _warnings(doc, labels, records)
-    _latency_table(doc, labels, records)
+    _latency_table(doc, labels, records, vs_header)
     _training(doc, labels, records)
     _sections(doc, labels, records, folder / "figures")
     points = [plots.Point(lab, s.metrics, s.details.get("history"))
@@ -264,54 +265,3 @@ def computed_on(details: dict[str, Any]) -> str:
     return f"{text}; {parallel}" if parallel else text
 
 
-def recipe_difference(recipes: list[dict[str, Any]]) -> list[list[str]]:
-    """The recipe keys whose values differ between runs: [key, value per run]."""
-    flat = [dict(_flatten(r)) for r in recipes]
-    keys = sorted({k for f in flat for k in f})
-    return [[k] + [f.get(k, "-") for f in flat] for k in keys
-            if len({f.get(k, "-") for f in flat}) > 1]
-
-
-def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
-    if isinstance(obj, dict):
-        return [kv for k, v in obj.items() for kv in _flatten(v, f"{prefix}{k}.")]
-    if isinstance(obj, list) and obj and all(isinstance(v, dict) for v in obj):
-        return [kv for i, v in enumerate(obj) for kv in _flatten(v, f"{prefix}{i}.")]
-    return [(prefix.rstrip("."), json.dumps(obj, sort_keys=True))]
-
-
-def write_comparison(reports: list[tuple[str, Report]], folder: str | Path) -> None:
-    """One report comparing every stage of several runs (``nnopt report DIR...``): what
-    differs between their recipes, each run's answer, then every section of every run."""
-    folder = Path(folder)
-    recs = [(f"{run}/{s.name}", s) for run, r in reports for s in r.stages]
-    atomic_write_json(folder / "comparison.json", {
-        "runs": [{"folder": run, **r.to_dict()} for run, r in reports]})
-    doc = Doc(f"nnopt comparison of {len(reports)} runs",
-              meta=[(run, f"{r.name}, data {r.data.get('name')}, model "
-                          f"{r.recipe.get('model', {}).get('name')}, "
-                          f"{(r.run or {}).get('date', 'date unknown')}")
-                    for run, r in reports])
-    envs = {(r.environment.get("cpu"), r.environment.get("torch")) for _, r in reports}
-    doc.h2("What differs")
-    diff = recipe_difference([r.recipe for _, r in reports])
-    doc.p("Recipe keys whose values differ between the runs" + (":" if diff else ": none."))
-    if diff:
-        doc.table(["recipe key"] + [run for run, _ in reports], diff)
-    if len(envs) > 1:
-        doc.p("Warning: these runs were measured on different machines or versions; their "
-              "latencies were not timed side by side: compare them with care.")
-    for run, r in reports:
-        summary = r.summary or summarize(r)
-        doc.ul([f"**{run}**: on {x['target']} recommend {x['stage'] or 'none'} "
-                f"({deployed_text(x.get('deployed', {}))}, "
-                f"{fmt('latency_ms/', x.get('latency_ms'))})"
-                for x in summary.get("recommendations", [])])
-    _how_computed(doc, reports)
-    labels = [lab for lab, _ in recs]
-    targets = sorted({t["name"] for _, r in reports for t in r.recipe.get("targets", [])})
-    doc.h2("Stages")
-    main_table(doc, labels, [s for _, s in recs], targets)
-    _body(doc, labels, [s for _, s in recs], folder, targets, "run/stage")
-    _environment(doc, reports[0][1].environment)
-    _write(doc, folder)

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from nnopt.core.version import __version__
-from nnopt.measure.decide import SAME, DecideConfig, recommend
+from nnopt.measure.decide import SAME, DecideConfig, claimed, recommend
+from nnopt.measure.quantity import fmt
 from nnopt.recipe import ResolvedRecipe
 from nnopt.report.model import Report, StageRecord
 
@@ -51,7 +52,53 @@ def deployed_text(d: dict[str, Any]) -> str:
 
 def stage_dicts(stages: list[StageRecord]) -> list[dict[str, Any]]:
     return [{"name": s.name, "metrics": s.metrics, "latency": s.details.get("latency") or {},
-             "accuracy_by_target": s.details.get("deployed_accuracy") or {}} for s in stages]
+             "accuracy_by_target": s.details.get("deployed_accuracy") or {},
+             "deployed": s.details.get("deployed") or {}} for s in stages]
+
+
+def speed_text(r: dict[str, Any]) -> str:
+    """A recommendation's speed-up over the first stage as the report and the terminal show
+    it: a noisy one is not claimed."""
+    if r.get("speedup") is None:
+        return "-"
+    if r.get("noisy"):
+        return "not claimed (noisy)"
+    text = f"{r['speedup']:.2f}x"
+    if "speedup_p10" in r:
+        text += f" ({r['speedup_p10']:.2f}-{r['speedup_p90']:.2f})"
+    return text
+
+
+def ship_text(d: dict[str, Any]) -> str:
+    """The files a deployment ships, with their bytes on disk."""
+    files = d.get("files") or ([d["file"]] if d.get("file") else [])
+    if not files:
+        return "-"
+    size = f" ({fmt('size_bytes', d['size_bytes'])})" if d.get("size_bytes") else ""
+    return " + ".join(files) + size
+
+
+def not_chosen(r: dict[str, Any]) -> dict[str, str]:
+    """Why each other stage was not recommended: a constraint it misses, or its speed."""
+    out = {k: v[0] for k, v in (r.get("rejected") or {}).items()}
+    out.update(r.get("slower") or {})
+    return out
+
+
+def _close_lines(recs: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for r in recs:
+        for c in r.get("close_calls") or []:
+            lo, hi = c["drop_ci95"]
+            verdict = "meets it" if c["accepted"] else "misses it"
+            out.append(
+                f"On {r['target']}, {c['stage']}'s accuracy drop of {100 * c['drop']:.2f} pt is "
+                f"within 2 standard errors of the {100 * c['budget']:.2f} pt budget on "
+                f"{c['test_examples']} test examples (95% interval of the drop "
+                f"{100 * lo:+.2f} to {100 * hi:+.2f} pt): it {verdict} on the point estimate, "
+                "but the test set is too small to tell; measure on more examples before "
+                "relying on that.")
+    return out
 
 
 def _stage_lines(stages: list[StageRecord], targets: list[str]) -> list[str]:
@@ -80,8 +127,9 @@ def _stage_lines(stages: list[StageRecord], targets: list[str]) -> list[str]:
                 continue
             how = f"as {deployed_text(lat.get('deployed', {}))}"
             spread = f"paired p10-p90 {vs['p10']:.2f}-{vs['p90']:.2f}x"
-            if vs["noisy"]:
-                parts.append(f"on {t} no speed-up is claimed (noisy: {vs.get('noisy_why')})")
+            if not claimed(lat, (parent.details.get("latency") or {}).get(t), vs):
+                why = vs.get("noisy_why") or lat.get("noisy_why") or "a noisy figure"
+                parts.append(f"on {t} no speed-up is claimed (noisy: {why})")
             elif 1 / SAME < vs["ratio"] < SAME:
                 parts.append(f"on {t} the same speed within {100 * (SAME - 1):.0f}% "
                              f"({vs['ratio']:.2f}x, {spread}, {how})")
@@ -101,6 +149,8 @@ RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO",
 
 
 def _quantization_lines(stages: list[StageRecord]) -> list[str]:
+    """Per deploying stage and target: the deployment chosen and among how many (its speed is
+    the timing pass's, said once with the stage), then the runtime and precision effects."""
     out = []
     for s in stages:
         q = s.details.get("quantization") or {}
@@ -109,15 +159,14 @@ def _quantization_lines(stages: list[StageRecord]) -> list[str]:
             row = next((r for r in (q.get("candidates") or {}).get(t, [])
                         if r["deployment"] == name), None)
             if row and row["deployment"] not in ("torch-fp32",):
-                claim = ("noisy, not claimed" if row["noisy"] else
-                         f"{row['speedup']:.2f}x over PyTorch fp32 eager (paired p10-p90 "
-                         f"{row['speedup_p10']:.2f}-{row['speedup_p90']:.2f}x)")
                 cands = q["candidates"][t]
                 can = sum(1 for r in cands if r.get("runs_here", True))
                 among = f"{can} of {len(cands)}" if can < len(cands) else str(len(cands))
-                out.append(f"{s.name}: {t} gets {name} ({row['runtime']} {row['precision']}), "
-                           f"chosen among the {among} options timed there that it can run: "
-                           f"{claim}.")
+                runtime = RUNTIME_NAMES.get(row["runtime"], row["runtime"])
+                out.append(f"{s.name}: {t} gets {name} ({runtime} {row['precision']}), chosen "
+                           f"among the {among} options timed there that it can run"
+                           + ("; the timing it was chosen on was noisy, so another option may "
+                              "be as fast" if row["noisy"] else "") + ".")
         by_target: dict[str, list[dict[str, Any]]] = {}
         for r in s.details.get("deployment") or []:
             by_target.setdefault(r["target"], []).append(r)
@@ -130,8 +179,8 @@ def _effects_line(stage: str, target: str, rows: list[dict[str, Any]]) -> str:
     """One conclusion per stage and target: each runtime's fp32 against PyTorch fp32 (the
     runtime effect), then each runtime's int8 against its own fp32 (the precision effect)."""
     if any(r.get("noisy") for r in rows):
-        return (f"{stage}: on {target} the runtime and precision effects were timed on a noisy "
-                "machine and are not claimed.")
+        return (f"{stage}: on {target}, the runtime and precision effects (timed while choosing "
+                "the deployment, apart from the timing pass) were noisy and are not claimed.")
     rows = [{**r, "runtime": r.get("runtime", "onnxruntime")} for r in rows]  # older runs
     name = {r["runtime"]: RUNTIME_NAMES.get(r["runtime"], r["runtime"]) for r in rows}
     rt = [f"{name[r['runtime']]} {r['runtime_effect']:.2f}x" for r in rows
@@ -195,20 +244,26 @@ def summarize(report: Report) -> dict[str, Any]:
     stages = report.stages
     targets = [t["name"] for t in report.recipe.get("targets", [])]
     cfg = DecideConfig(**(report.recipe.get("decide") or {}))
-    recs = [recommend(stage_dicts(stages), t, cfg) for t in targets]
-    loads = [fig.get("load", {}) for s in stages for fig in (s.details.get("latency") or {})
-             .values() if isinstance(fig, dict)]
-    busy = [ld for ld in loads if ld.get("busy")]
+    n_test = report.data.get("test")
+    recs = [recommend(stage_dicts(stages), t, cfg, n_test if isinstance(n_test, int) else None)
+            for t in targets]
+    busy: dict[str, float] = {}  # target -> the largest share of the CPUs others used
+    for s in stages:
+        for t, fig in (s.details.get("latency") or {}).items():
+            ld = fig.get("load", {}) if isinstance(fig, dict) else {}
+            if ld.get("busy"):
+                busy[t] = max(busy.get(t, 0.0), ld["other_cpu"])
     lines = []
     if busy:
-        worst = max(ld["other_cpu"] for ld in busy)
-        lines.append(f"The machine was busy while timing (other processes used up to "
-                     f"{100 * worst:.0f}% of the CPUs): every latency is flagged noisy and no "
-                     "speed-up is headlined; time again on a quiet machine before acting on them.")
+        lines.append("The machine was busy while timing on " + ", ".join(
+            f"{t} (other processes used up to {100 * v:.0f}% of the CPUs)"
+            for t, v in busy.items()) + ": those latencies are flagged noisy and no speed-up "
+            "is claimed from them; time again on a quiet machine before acting on them.")
     for r in recs:
         if r["stage"] is None:
             lines.append(f"No stage meets the constraints on {r['target']}: " + "; ".join(
                 f"{k}: {', '.join(v)}" for k, v in r["rejected"].items()) + ".")
+    lines += _close_lines(recs)
     lines += _stage_lines(stages, targets) + _quantization_lines(stages) + _trust_lines(stages)
     return {"decide": cfg.model_dump(mode="json"), "recommendations": recs,
             "conclusions": lines, "predictions": predictions(stages, targets),

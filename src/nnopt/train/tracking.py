@@ -3,9 +3,11 @@ figures as they come, every stage's metrics, the report, figures and results.jso
 a sweep's variants as child runs) and per-epoch scalars written for TensorBoard.
 
 ``tracking: {mlflow: {uri: ...}}`` in a recipe: without ``uri``, MLFLOW_TRACKING_URI when set,
-else a SQLite store ``mlflow.db`` (artifacts in ``mlartifacts/``) in the folder that holds the
-run folder (``runs/`` for ``--out runs/NAME``). ``tracking: {tensorboard: DIR}`` writes event
-files to ``DIR/<run folder name>``. Only process 0 of a distributed run logs.
+else a SQLite store ``mlflow.db`` (artifacts in ``mlartifacts/``) inside the run folder: a store
+outside ``--out`` is only ever the one the user named, and the run's output says where it
+logged. A server is asked first and must answer within seconds; MLflow's telemetry is off.
+``tracking: {tensorboard: DIR}`` writes event files to ``DIR/<run folder name>``. Only process 0
+of a distributed run logs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import math
 import os
 import re
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,7 @@ from typing import Any
 from pydantic import Field
 
 from nnopt.core.config import PATH, Strict
-from nnopt.core.errors import NnoptError
+from nnopt.core.errors import NnoptError, first_line
 from nnopt.core.extras import require
 from nnopt.train.callbacks import Callback, FitState
 
@@ -33,7 +37,8 @@ MAX_PARAM = 500  # characters of one MLflow parameter value
 class MlflowConfig(Strict):
     uri: str | None = Field(None, description="tracking URI: a server (http://host:5000), a "
                             "database (sqlite:///path/mlflow.db); default MLFLOW_TRACKING_URI, "
-                            "else mlflow.db beside the run folder")
+                            "else mlflow.db inside the run folder (nnopt writes nothing outside "
+                            "--out unless told where)")
     experiment: str | None = Field(None, min_length=1, max_length=200,
                                    description="the experiment (default: the recipe's name)")
     parent: str | None = Field(None, pattern=r"^[0-9a-f]{32}$", description="the run ID this "
@@ -72,40 +77,79 @@ def key(name: str) -> str:
     return re.sub(r"[^\w\-. :/]", "_", name)[:250]
 
 
-def store_uri(cfg: MlflowConfig, run_dir: Path) -> str:
-    if cfg.uri:
-        return cfg.uri
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{(run_dir.absolute().parent / 'mlflow.db').as_posix()}"
+ANSWER_SECONDS = 5  # a tracking server that has not answered by then is not there
+
+
+def explicit_uri(cfg: MlflowConfig) -> str | None:
+    """The store the user named: the recipe's uri, else MLFLOW_TRACKING_URI (None: neither)."""
+    return cfg.uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+def check_server(uri: str) -> None:
+    """A tracking server must answer its health check within ANSWER_SECONDS: a closed port or a
+    server that never replies is one line now, not minutes of MLflow's retries."""
+    if not uri.lower().startswith(("http://", "https://")):
+        return
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=ANSWER_SECONDS) as resp:  # noqa: S310
+            resp.read(64)
+    except urllib.error.HTTPError:
+        return  # it answered (a proxy's 401 or 404 is for MLflow's own calls to report)
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "reason", exc)
+        raise NnoptError(f"MLflow server {uri} does not answer ({first_line(why)}, waited at "
+                         f"most {ANSWER_SECONDS} s): start it, or fix tracking.mlflow.uri"
+                         ) from None
 
 
 class MlflowRun:
     """One MLflow run, logged through an explicit client (no global active run, so runs in
-    one process, a sweep's for instance, never mix)."""
+    one process, a sweep's for instance, never mix).
+
+    The store is the one the user named (``uri`` or MLFLOW_TRACKING_URI), else a SQLite store
+    inside the run folder itself (``mlflow.db``, artifacts in ``mlartifacts/``): nnopt writes
+    nothing outside ``--out`` unless told where. A run folder is built in ``staging`` and then
+    moved to ``run_dir``: the store records the final paths, and its artifacts are written
+    where the staging folder holds them."""
 
     def __init__(self, cfg: MlflowConfig, name: str, experiment: str, run_dir: Path,
-                 tags: dict[str, str] | None = None) -> None:
+                 tags: dict[str, str] | None = None, staging: Path | None = None) -> None:
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        # a server that stops answering mid-run: a few short tries, not 7 retries of 120 s
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         mlflow = require("mlflow", "MLflow tracking")
         _quiet()
-        self.uri = store_uri(cfg, run_dir)
+        given = explicit_uri(cfg)
+        work = staging or run_dir
+        self.local: tuple[str, Path] | None = None  # (final artifact root, where it is written)
+        if given:
+            check_server(given)
+            self.uri = self.shown = given
+            where = None
+            if given.startswith("sqlite:///"):  # artifacts beside the database
+                where = (Path(given.removeprefix("sqlite:///")).parent
+                         / "mlartifacts").absolute().as_uri()
+        else:
+            self.uri = f"sqlite:///{(work.absolute() / 'mlflow.db').as_posix()}"
+            self.shown = f"sqlite:///{(run_dir.absolute() / 'mlflow.db').as_posix()}"
+            where = (run_dir.absolute() / "mlartifacts").as_uri()
+            self.local = (where, work.absolute() / "mlartifacts")
         try:
             self.client = mlflow.MlflowClient(tracking_uri=self.uri)
             found = self.client.get_experiment_by_name(experiment)
             if found is not None:
                 exp_id = found.experiment_id
             else:
-                where = None
-                if self.uri.startswith("sqlite:///"):  # artifacts beside the database
-                    where = (Path(self.uri.removeprefix("sqlite:///")).parent
-                             / "mlartifacts").absolute().as_uri()
                 exp_id = self.client.create_experiment(experiment, artifact_location=where)
             all_tags = dict(tags or {})
             if cfg.parent:
                 all_tags["mlflow.parentRunId"] = cfg.parent
-            self.run_id = self.client.create_run(exp_id, run_name=name, tags=all_tags).info.run_id
+            run = self.client.create_run(exp_id, run_name=name, tags=all_tags)
         except mlflow.exceptions.MlflowException as exc:
-            raise NnoptError(f"MLflow at {self.uri}: {str(exc).splitlines()[0][:160]}") from None
+            raise NnoptError(f"MLflow at {self.shown}: {first_line(exc)[:160]}") from None
+        self.run_id, self.artifact_uri = run.info.run_id, run.info.artifact_uri
         self.experiment_id = exp_id
 
     def params(self, recipe: dict[str, Any]) -> None:
@@ -125,12 +169,25 @@ class MlflowRun:
             self.client.log_batch(self.run_id, metrics=batch[i:i + 500])
 
     def artifacts(self, folder: Path, names: list[str]) -> None:
+        repo = None
+        if self.local is not None and self.artifact_uri.startswith(self.local[0]):
+            # the store's own folder, not yet where it will be: write where it is now
+            from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+            rel = self.artifact_uri.removeprefix(self.local[0]).lstrip("/")
+            repo = LocalArtifactRepository(str(self.local[1] / rel))
         for name in names:
             path = folder / name
             if path.is_dir():
-                self.client.log_artifacts(self.run_id, str(path), artifact_path=name)
+                if repo is not None:
+                    repo.log_artifacts(str(path), artifact_path=name)
+                else:
+                    self.client.log_artifacts(self.run_id, str(path), artifact_path=name)
             elif path.is_file():
-                self.client.log_artifact(self.run_id, str(path))
+                if repo is not None:
+                    repo.log_artifact(str(path))
+                else:
+                    self.client.log_artifact(self.run_id, str(path))
 
     def end(self, ok: bool) -> None:
         self.client.set_terminated(self.run_id, "FINISHED" if ok else "FAILED")
@@ -143,7 +200,8 @@ class TensorBoardWriter:
         require("tensorboard", "TensorBoard logging")
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(Path(folder) / name))
+        self.folder = str(Path(folder).absolute() / name)
+        self.writer = SummaryWriter(log_dir=self.folder)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         for k, v in values.items():
@@ -161,6 +219,15 @@ class Tracker:
     def __init__(self, mlflow: MlflowRun | None, tensorboard: TensorBoardWriter | None) -> None:
         self.mlflow, self.tensorboard = mlflow, tensorboard
         self.fits: dict[str, int] = {}  # epochs logged per stage (a stage may fit more than once)
+
+    def where(self) -> dict[str, str]:
+        """Where the run is logged, for the run's record and output."""
+        out = {}
+        if self.mlflow is not None:
+            out.update(mlflow=self.mlflow.shown, mlflow_run=self.mlflow.run_id)
+        if self.tensorboard is not None:
+            out["tensorboard"] = self.tensorboard.folder
+        return out
 
     def params(self, values: dict[str, Any]) -> None:
         if self.mlflow is not None:
@@ -217,11 +284,14 @@ class TrackEpochs(Callback):
 
 
 def open_tracker(cfg: TrackingConfig | None, run_dir: Path, experiment: str,
-                 tags: dict[str, str] | None = None) -> Tracker | None:
+                 tags: dict[str, str] | None = None, staging: Path | None = None
+                 ) -> Tracker | None:
+    """The run's tracker (None when the recipe tracks nothing). ``run_dir`` is the folder the
+    run ends up in, ``staging`` the one it is built in meanwhile (when they differ)."""
     if cfg is None or (cfg.mlflow is None and cfg.tensorboard is None):
         return None
     name = run_dir.absolute().name
-    ml = MlflowRun(cfg.mlflow, name, cfg.mlflow.experiment or experiment, run_dir, tags) \
-        if cfg.mlflow is not None else None
+    ml = MlflowRun(cfg.mlflow, name, cfg.mlflow.experiment or experiment, run_dir, tags,
+                   staging) if cfg.mlflow is not None else None
     tb = TensorBoardWriter(cfg.tensorboard, name) if cfg.tensorboard else None
     return Tracker(ml, tb)

@@ -96,7 +96,7 @@ def choose(options: dict[str, Option], timing: Paired, target: Target, tolerance
     fit = [r for r in table if r["eligible"] and r["runs_here"]]
     if not fit:
         return None, (f"no deployment that '{target.name}' can run "
-                      f"({', '.join(target.runtimes or [])}) is within tolerance"), table
+                      f"({', '.join(target.allowed)}) is within tolerance"), table
     best = min(fit, key=lambda r: r["latency_ms"])
     fp32 = [r for r in fit if r["precision"] == "fp32"]
     note = ""

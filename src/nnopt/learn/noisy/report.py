@@ -67,9 +67,10 @@ def noisy_labels_section(doc: Doc, labels: list[str], records: list[StageRecord]
         fig, (ax_t, ax_m) = plots.subplots(1, 2, figsize=(12, 4))
         for lab, hist in curves:
             ep = [h["epoch"] for h in hist]
-            line, = ax_t.plot(ep, [100 * h["test_accuracy"] for h in hist], label=lab)
+            line, = ax_t.plot(ep, [100 * h["test_accuracy"] for h in hist], marker=".",
+                              label=lab)  # a marker: one epoch is a point, not a line
             ax_m.plot(ep, [100 * h["noisy_fit"] for h in hist], color=line.get_color(),
-                      label=lab)
+                      marker=".", label=lab)
         ax_t.set(xlabel="epoch", ylabel="accuracy (%)", title="clean test accuracy")
         ax_m.set(xlabel="epoch", ylabel="accuracy (%)",
                  title="training accuracy on the noisy labels")
