@@ -13,6 +13,7 @@ of a distributed run logs.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -176,18 +177,16 @@ class MlflowRun:
 
             rel = self.artifact_uri.removeprefix(self.local[0]).lstrip("/")
             repo = LocalArtifactRepository(str(self.local[1] / rel))
+        log_dir = repo.log_artifacts if repo is not None else \
+            functools.partial(self.client.log_artifacts, self.run_id)
+        log_file = repo.log_artifact if repo is not None else \
+            functools.partial(self.client.log_artifact, self.run_id)
         for name in names:
             path = folder / name
             if path.is_dir():
-                if repo is not None:
-                    repo.log_artifacts(str(path), artifact_path=name)
-                else:
-                    self.client.log_artifacts(self.run_id, str(path), artifact_path=name)
+                log_dir(str(path), artifact_path=name)
             elif path.is_file():
-                if repo is not None:
-                    repo.log_artifact(str(path))
-                else:
-                    self.client.log_artifact(self.run_id, str(path))
+                log_file(str(path))
 
     def end(self, ok: bool) -> None:
         self.client.set_terminated(self.run_id, "FINISHED" if ok else "FAILED")
