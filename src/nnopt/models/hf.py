@@ -33,7 +33,7 @@ MAX_CONFIG_BYTES = 1 << 20
 SIZES = {"hidden_size": (1, 65_536), "num_hidden_layers": (1, 1_024),
          "num_attention_heads": (1, 4_096), "intermediate_size": (1, 1 << 20),
          "vocab_size": (1, 1 << 24), "max_position_embeddings": (1, 1 << 20),
-         "type_vocab_size": (1, 1 << 16), "num_labels": (1, 1 << 20)}
+         "type_vocab_size": (1, 1 << 16)}  # num_labels: always the data's class count
 # config keys that name code or files: a config is data
 REFUSED = ("auto_map", "trust_remote_code", "_name_or_path", "transformers_version")
 

@@ -84,7 +84,7 @@ def _scatter(ax: Any, points: list[Point], xkey: str, ykey: str, xlabel: str,
                     xytext=(6, 6 if k % 2 == 0 else -12),
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
                           "alpha": 0.8}).set_in_layout(False)  # a long label never squeezes
-    ax.margins(x=0.15, y=0.12)  # room for the labels of the outermost points
+    ax.margins(y=0.12)  # room for the labels of the outermost points
     # latency and size from zero (a 3% difference looks like one), room for the labels
     ax.set_xlim(0, max(xs) * 1.22 or 1.0)
     lo, hi = min(ys), max(ys)
